@@ -1,0 +1,5 @@
+"""Host side of the sandboxes that run untrusted, LLM-written experiment code."""
+
+from agentlab.sandbox.base import Job, JobResult, Limits, Sandbox, SandboxUnavailable, get_backend, available_backends
+
+__all__ = ["Job", "JobResult", "Limits", "Sandbox", "SandboxUnavailable", "get_backend", "available_backends"]

@@ -1,0 +1,184 @@
+"""The sandbox interface: one base class, one subclass per backend, a small registry.
+
+A `Job` is a directory of files plus a command. Its `id` is deterministic (run, node, attempt),
+so a resumed run can `attach(id)` to a job that already ran (or is still running) instead of
+starting a duplicate. Every backend writes the same `JobResult` into `<workdir>/.job/result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+EndReason = Literal["finished", "timeout", "memory", "killed", "output_limit", "error"]
+
+
+class SandboxUnavailable(RuntimeError):
+    """The backend cannot run on this machine; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 600.0
+    cpu_seconds: float | None = None  # defaults to wall_seconds * cores when None
+    memory_mb: int = 4096
+    max_processes: int = 256
+    max_output_bytes: int = 1_000_000  # per stream; the rest is dropped and the job marked
+    gpus: int = 0  # docker/ray only
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str  # deterministic: f"{run_id}-{node}-{attempt}", safe for file names and labels
+    workdir: str  # host directory that holds the job's files; the only writable place inside
+    command: list[str]  # e.g. ["python", "main.py"], run with workdir as cwd
+    limits: Limits = field(default_factory=Limits)
+    env: dict[str, str] = field(default_factory=dict)  # extra env vars; the host env is NOT inherited
+    labels: dict[str, str] = field(default_factory=dict)  # run/node/attempt, for reattach
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    backend: str
+    exit_code: int | None
+    reason: EndReason
+    wall_seconds: float
+    stdout_tail: str
+    stderr_tail: str
+    output_truncated: bool = False
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "finished" and self.exit_code == 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def result_path(workdir: str | Path) -> Path:
+    return Path(workdir) / ".job" / "result.json"
+
+
+def save_result(workdir: str | Path, result: JobResult) -> None:
+    p = result_path(workdir)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.to_dict(), indent=2))
+    tmp.replace(p)
+
+
+def load_result(workdir: str | Path) -> JobResult | None:
+    p = result_path(workdir)
+    if not p.exists():
+        return None
+    return JobResult(**json.loads(p.read_text()))
+
+
+class Sandbox:
+    """Base class. Subclasses implement `_start_and_wait` (and `_attach_running` if they can)."""
+
+    name: str = "base"
+    #: True when the backend isolates the job (network, filesystem, secrets). Only unsafe-local is False.
+    isolated: bool = True
+
+    @classmethod
+    def check(cls) -> tuple[bool, str]:
+        """(usable here?, a sentence saying why not and the exact fix)."""
+        raise NotImplementedError
+
+    def run(self, job: Job) -> JobResult:
+        """Run `job` to completion, or return the result of an earlier run of the same job id."""
+        done = load_result(job.workdir)
+        if done is not None and done.job_id == job.id:
+            return done
+        attached = self._attach_running(job)
+        result = attached if attached is not None else self._start_and_wait(job)
+        save_result(job.workdir, result)
+        return result
+
+    def _attach_running(self, job: Job) -> JobResult | None:  # pragma: no cover - backend specific
+        return None
+
+    def _start_and_wait(self, job: Job) -> JobResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Callable[[], type[Sandbox]]] = {}
+
+
+def register(name: str, loader: Callable[[], type[Sandbox]]) -> None:
+    _REGISTRY[name] = loader
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> Sandbox:
+    """Instantiate a backend by name; "auto" picks the first isolated backend that works here."""
+    if name == "auto":
+        for cand in ("bwrap", "docker"):
+            if cand in _REGISTRY:
+                cls = _REGISTRY[cand]()
+                ok, _ = cls.check()
+                if ok:
+                    return cls()
+        raise SandboxUnavailable(
+            "no isolated sandbox backend works here: install bubblewrap (`apt-get install -y bubblewrap`) "
+            "or start a docker engine; or, knowingly, pass `--sandbox unsafe-local`."
+        )
+    if name not in _REGISTRY:
+        raise SandboxUnavailable(f"unknown sandbox backend {name!r}; choose one of {', '.join(backend_names())} or auto")
+    cls = _REGISTRY[name]()
+    ok, why = cls.check()
+    if not ok:
+        raise SandboxUnavailable(f"sandbox backend {name!r} is not usable here: {why}")
+    return cls()
+
+
+def available_backends() -> list[tuple[str, bool, str]]:
+    out = []
+    for name, loader in _REGISTRY.items():
+        try:
+            ok, why = loader().check()
+        except Exception as exc:  # a broken backend must not break doctor
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        out.append((name, ok, why))
+    return out
+
+
+def tail(data: bytes, limit: int = 4000) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return text[-limit:]
+
+
+def which(prog: str) -> str | None:
+    return shutil.which(prog)
+
+
+def _load_unsafe():
+    from agentlab.sandbox.unsafe_local import UnsafeLocalSandbox
+
+    return UnsafeLocalSandbox
+
+
+def _load_bwrap():
+    from agentlab.sandbox.bwrap import BwrapSandbox
+
+    return BwrapSandbox
+
+
+def _load_docker():
+    from agentlab.sandbox.docker import DockerSandbox
+
+    return DockerSandbox
+
+
+register("bwrap", _load_bwrap)
+register("docker", _load_docker)
+register("unsafe-local", _load_unsafe)
