@@ -1,0 +1,189 @@
+"""Settings: defaults < TOML file < environment < CLI flags, frozen into one object per run.
+
+The run directory keeps a copy (`settings.json`, secrets removed) so `agentlab resume` in a new
+process runs with the same settings, plus whatever the resume flags override (budgets, endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PHASES = ("literature_review", "plan", "experiment", "interpret", "write_report", "review")
+#: checkpoint name -> the phase after which the human is asked
+CHECKPOINTS = {
+    "literature": "literature_review",
+    "plan": "plan",
+    "experiment": "experiment",
+    "interpret": "interpret",
+    "report": "review",
+}
+DEFAULT_CHECKPOINTS = ("plan", "report")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting and the accepted values."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # endpoint
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str = "gpt-4o-mini"
+    models: dict[str, str] = field(default_factory=dict)  # phase -> model override
+    temperature: float = 0.2
+    structured_mode: str = "auto"  # auto | json_schema | prompt
+    request_timeout: float = 120.0
+    max_retries: int = 4
+    backoff_base: float = 1.0
+    max_repairs: int = 2
+    max_output_tokens: int = 4096
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M in, per 1M out]
+    # runs and checkpoints
+    runs_dir: str = "runs"
+    checkpoints: tuple[str, ...] = DEFAULT_CHECKPOINTS
+    on_checkpoint: str = "park"  # headless: approve | park
+    checkpointer_url: str | None = None  # None -> SQLite in the run dir; postgresql://... for shared runs
+    # budgets (None = unlimited)
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    max_minutes: float | None = None
+    # literature
+    arxiv_url: str = "https://export.arxiv.org/api/query"
+    arxiv_delay: float = 3.0
+    max_papers: int = 5
+    # --- literature: fields added by the literature work go here ---
+    # --- end literature ---
+    # experiment
+    sandbox: str = "auto"
+    max_attempts: int = 3
+    attempt_timeout: float = 600.0
+    attempt_memory_mb: int = 8192
+    # report / review
+    template: str = "article"
+    max_revisions: int = 1
+    accept_score: int = 6
+    latex_repairs: int = 2
+    # --- report: fields added by the report work go here ---
+    # --- end report ---
+
+    def model_for(self, phase: str) -> str:
+        return self.models.get(phase, self.model)
+
+    def public_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("api_key", None)
+        d["checkpoints"] = list(self.checkpoints)
+        return d
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.public_dict(), indent=2, sort_keys=True))
+
+    def stops_after(self, phase: str) -> bool:
+        return any(CHECKPOINTS[c] == phase for c in self.checkpoints)
+
+
+def parse_checkpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [i.strip() for i in items if i.strip()]
+    if items == ["all"]:
+        return tuple(CHECKPOINTS)
+    if items in (["none"], []):
+        return ()
+    bad = [i for i in items if i not in CHECKPOINTS]
+    if bad:
+        raise ConfigError(
+            f"unknown checkpoint(s) {', '.join(bad)}: use a comma list of {', '.join(CHECKPOINTS)}, or all, or none"
+        )
+    return tuple(items)
+
+
+_ENV = {
+    "OPENAI_BASE_URL": "base_url",
+    "OPENAI_API_KEY": "api_key",
+    "AGENTLAB_MODEL": "model",
+    "AGENTLAB_RUNS_DIR": "runs_dir",
+    "AGENTLAB_SANDBOX": "sandbox",
+    "AGENTLAB_ARXIV_URL": "arxiv_url",
+    "AGENTLAB_ARXIV_DELAY": "arxiv_delay",
+    "AGENTLAB_CHECKPOINTER_URL": "checkpointer_url",
+    "AGENTLAB_BACKOFF_BASE": "backoff_base",
+    "AGENTLAB_STRUCTURED_MODE": "structured_mode",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    types = {f.name: f.type for f in fields(Settings)}
+    if name not in types:
+        raise ConfigError(f"unknown setting {name!r}")
+    t = str(types[name])
+    try:
+        if name == "checkpoints":
+            return parse_checkpoints(value)
+        if value is None:
+            return None
+        if t.startswith("float"):
+            return float(value)
+        if t.startswith("int"):
+            return int(value)
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
+
+
+def _validate(s: Settings) -> Settings:
+    if s.on_checkpoint not in ("approve", "park"):
+        raise ConfigError("--on-checkpoint must be approve or park")
+    if s.structured_mode not in ("auto", "json_schema", "prompt"):
+        raise ConfigError("structured_mode must be auto, json_schema or prompt")
+    for name in ("max_cost", "max_tokens", "max_minutes"):
+        v = getattr(s, name)
+        if v is not None and v <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive (got {v})")
+    return s
+
+
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                  base: Settings | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build settings: `base` (or defaults) < TOML file < environment < `overrides` (CLI flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = Path(config_file) if config_file else Path(env.get("AGENTLAB_CONFIG", "agentlab.toml"))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        section = data.get("agentlab", data)
+        for k, v in section.items():
+            values[k] = _coerce(k, v)
+    elif config_file:
+        raise ConfigError(f"config file {path} does not exist")
+    for var, name in _ENV.items():
+        if env.get(var):
+            values[name] = _coerce(name, env[var])
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = _coerce(k, v)
+    start = base if base is not None else Settings()
+    return _validate(replace(start, **values))
+
+
+def settings_from_run(path: Path, overrides: dict[str, Any] | None = None,
+                      env: dict[str, str] | None = None) -> Settings:
+    """Settings saved with a run, with the secret re-read from the environment and flags applied."""
+    data = json.loads(path.read_text())
+    data["checkpoints"] = tuple(data.get("checkpoints", DEFAULT_CHECKPOINTS))
+    known = {f.name for f in fields(Settings)}
+    base = Settings(**{k: v for k, v in data.items() if k in known})
+    env = os.environ if env is None else env
+    extra: dict[str, Any] = {"api_key": env.get("OPENAI_API_KEY")}
+    if env.get("OPENAI_BASE_URL"):
+        extra["base_url"] = env["OPENAI_BASE_URL"]
+    extra.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _validate(replace(base, **{k: _coerce(k, v) for k, v in extra.items() if v is not None or k == "api_key"}))

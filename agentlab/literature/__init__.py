@@ -1,0 +1,1 @@
+"""Literature: sources (arXiv, local), papers and their BibTeX."""

@@ -1,0 +1,168 @@
+"""The run directory: everything one research run owns, in one place.
+
+runs/<id>/
+  meta.json          topic, status, phase, pid, timestamps (the run index reads these)
+  settings.json      the run's settings (no secrets)
+  checkpoints.sqlite LangGraph checkpoints (unless a Postgres URL is configured)
+  ledger.jsonl       every LLM call
+  memo/              validated LLM results by step key (a resumed step does not pay twice)
+  repo/              git repository: experiments/attempt-N/…, report/…; one commit per attempt/revision
+  logs/run.log       human-readable log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from agentlab.llm.ledger import Ledger
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+def new_run_id(topic: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:32].strip("-") or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.path / "settings.json"
+
+    @property
+    def checkpoint_db(self) -> Path:
+        return self.path / "checkpoints.sqlite"
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.path / "ledger.jsonl")
+
+    @property
+    def memo_dir(self) -> Path:
+        return self.path / "memo"
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.path / "repo"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "logs" / "run.log"
+
+    # ---- creation / lookup -------------------------------------------------------------------
+    @classmethod
+    def create(cls, runs_dir: Path, topic: str) -> "RunDir":
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        run = cls(runs_dir / new_run_id(topic))
+        run.path.mkdir()
+        (run.path / "logs").mkdir()
+        run.repo()  # initialise git
+        run.write_meta(topic=topic, status="created", phase="", created=time.time(), active_minutes=0.0)
+        return run
+
+    @classmethod
+    def open(cls, runs_dir: Path, run_id: str) -> "RunDir":
+        p = runs_dir / run_id
+        if not (p / "meta.json").exists():
+            matches = [d for d in runs_dir.glob(f"{run_id}*") if (d / "meta.json").exists()] if runs_dir.exists() else []
+            if len(matches) == 1:
+                p = matches[0]
+            else:
+                hint = "ambiguous prefix" if matches else "no such run"
+                raise RunNotFound(f"{hint}: {run_id!r} in {runs_dir} (see `agentlab runs`)")
+        return cls(p)
+
+    # ---- metadata ------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_meta(self, **updates) -> dict:
+        m = self.meta()
+        m.update(updates)
+        m["updated"] = time.time()
+        tmp = self.meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(m, indent=2))
+        tmp.replace(self.meta_path)
+        return m
+
+    def effective_status(self) -> str:
+        """`running` only if the process that claimed the run is alive; otherwise `interrupted`."""
+        m = self.meta()
+        status = m.get("status", "?")
+        if status == "running":
+            pid = m.get("pid")
+            if not pid or not _alive(pid):
+                return "interrupted"
+        return status
+
+    def log(self, line: str) -> None:
+        self.log_path.parent.mkdir(exist_ok=True)
+        with self.log_path.open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    # ---- git ---------------------------------------------------------------------------------
+    def repo(self) -> git.Repo:
+        if (self.repo_dir / ".git").exists():
+            return git.Repo(self.repo_dir)
+        self.repo_dir.mkdir(parents=True, exist_ok=True)
+        r = git.Repo.init(self.repo_dir)
+        with r.config_writer() as cw:
+            cw.set_value("user", "name", "AgentLab")
+            cw.set_value("user", "email", "agentlab@localhost")
+        (self.repo_dir / "README.md").write_text(f"# AgentLab run {self.id}\n")
+        r.index.add(["README.md"])
+        r.index.commit("run created")
+        return r
+
+    def commit(self, paths: list[str], message: str) -> str:
+        """Commit `paths` (relative to repo/); returns the commit sha (no-op commits are skipped)."""
+        r = self.repo()
+        r.git.add("--all", "--", *paths)
+        if not r.index.diff("HEAD"):
+            return r.head.commit.hexsha
+        return r.index.commit(message).hexsha
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def list_runs(runs_dir: Path) -> list[RunDir]:
+    if not runs_dir.exists():
+        return []
+    runs = [RunDir(p) for p in runs_dir.iterdir() if (p / "meta.json").exists()]
+    return sorted(runs, key=lambda r: r.meta().get("created", 0))

@@ -1,0 +1,172 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1, spoken to by the real `openai` SDK.
+
+Replies are looked up by *key*: the JSON-schema name for structured calls (from `response_format`
+or, for endpoints in prompt mode, from the schema text in the prompt), else "text". A reply is a
+string, a dict (sent as JSON text), a `Reply` (content + finish_reason / HTTP status / delay), or a
+callable(request_body) returning one of those. Each key's queue pops until one reply is left, which
+then repeats. Every request is recorded with the usage the server reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Reply:
+    content: str = ""
+    finish_reason: str = "stop"
+    status: int = 200
+    error: str = ""
+    delay: float = 0.0
+
+
+def count_tokens(text: str) -> int:
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+_SCHEMA_MARK = "validate against this JSON schema:"
+
+
+@dataclass
+class ScriptedLLM:
+    models: tuple[str, ...] = ("scripted-model",)
+    json_schema_supported: bool = True
+    script: dict[str, list[Any]] = field(default_factory=dict)
+    requests: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- scripting ---------------------------------------------------------------------------
+    def on(self, key: str, *replies: Any) -> "ScriptedLLM":
+        self.script.setdefault(key, []).extend(replies)
+        return self
+
+    def replace(self, key: str, *replies: Any) -> "ScriptedLLM":
+        self.script[key] = list(replies)
+        return self
+
+    def keys_seen(self) -> list[str]:
+        return [r["key"] for r in self.requests]
+
+    def usage_totals(self) -> tuple[int, int]:
+        ok = [r for r in self.requests if r["status"] == 200]
+        return sum(r["prompt_tokens"] for r in ok), sum(r["completion_tokens"] for r in ok)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> "ScriptedLLM":
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "tests"} for m in owner.models]})
+                else:
+                    self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n) or b"{}")
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                status, payload = owner._complete(body)
+                self._send(status, payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "ScriptedLLM":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- the completion logic ----------------------------------------------------------------
+    def key_of(self, body: dict) -> str:
+        rf = body.get("response_format") or {}
+        if rf.get("type") == "json_schema":
+            return rf["json_schema"]["name"]
+        for m in reversed(body.get("messages", [])):
+            content = m.get("content") or ""
+            if isinstance(content, str) and _SCHEMA_MARK in content:
+                try:
+                    schema = json.loads(content.split(_SCHEMA_MARK, 1)[1])
+                    return schema.get("title", "json")
+                except json.JSONDecodeError:
+                    return "json"
+        return "text"
+
+    def _next(self, key: str, body: dict) -> Any:
+        with self._lock:
+            queue = self.script.get(key)
+            if not queue:
+                return Reply(status=500, error=f"scripted server has no reply for key {key!r}")
+            item = queue.pop(0) if len(queue) > 1 else queue[0]
+        return item(body) if callable(item) else item
+
+    def _complete(self, body: dict) -> tuple[int, dict]:
+        model = body.get("model", "")
+        key = self.key_of(body)
+        rec: dict[str, Any] = {"key": key, "model": model, "messages": body.get("messages", []),
+                               "response_format": body.get("response_format"), "status": 200,
+                               "prompt_tokens": 0, "completion_tokens": 0}
+        self.requests.append(rec)
+        if model not in self.models:
+            rec["status"] = 404
+            return 404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error",
+                                   "code": "model_not_found"}}
+        if body.get("response_format", {}).get("type") == "json_schema" and not self.json_schema_supported:
+            rec["status"] = 400
+            return 400, {"error": {"message": "response_format json_schema is not supported",
+                                   "type": "invalid_request_error", "param": "response_format"}}
+        item = self._next(key, body)
+        reply = item if isinstance(item, Reply) else Reply(content=item if isinstance(item, str) else json.dumps(item))
+        if reply.delay:
+            time.sleep(reply.delay)
+        if reply.status != 200:
+            rec["status"] = reply.status
+            return reply.status, {"error": {"message": reply.error or f"scripted HTTP {reply.status}",
+                                            "type": "server_error"}}
+        pt = sum(count_tokens(m.get("content") or "") for m in body.get("messages", []))
+        ct = count_tokens(reply.content)
+        rec.update(prompt_tokens=pt, completion_tokens=ct, reply=reply.content)
+        return 200, {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": reply.content}}],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
