@@ -69,7 +69,7 @@ class FakeArxiv:
                 self._send(status, (FIXTURES / name).read_bytes(), "application/atom+xml; charset=utf-8")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     @staticmethod

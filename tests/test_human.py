@@ -1,0 +1,57 @@
+"""How a person's answer at a checkpoint maps onto the graph's next step."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentlab.human import BadDecision, apply_decision, validate_decision
+
+PLAN = {"title": "t", "hypothesis": "h", "method": "m", "metrics": [{"name": "ppl", "direction": "lower"}]}
+AT_PLAN = {"kind": "checkpoint", "phase": "plan"}
+
+
+def test_approve_goes_to_the_next_phase():
+    cmd = apply_decision({"phase": "plan"}, {"action": "approve"}, stopped=False)
+    assert cmd.goto == "experiment"
+
+
+def test_feedback_is_queued_for_the_next_phase():
+    cmd = apply_decision({"phase": "plan"}, {"action": "feedback", "text": "use 4x"}, stopped=False)
+    assert cmd.goto == "experiment" and cmd.update["feedback"] == {"experiment": ["use 4x"]}
+
+
+def test_back_returns_with_feedback_for_that_phase():
+    d = validate_decision({"action": "back", "phase": "plan", "text": "cheaper baseline"},
+                          {"kind": "checkpoint", "phase": "interpret"})
+    cmd = apply_decision({"phase": "interpret"}, d, stopped=False)
+    assert cmd.goto == "plan" and cmd.update["feedback"]["plan"] == ["cheaper baseline"]
+
+
+def test_back_accepts_checkpoint_names_and_refuses_the_future():
+    assert validate_decision({"action": "back", "phase": "literature"}, AT_PLAN)["phase"] == "literature_review"
+    with pytest.raises(BadDecision, match="comes after"):
+        validate_decision({"action": "back", "phase": "review"}, AT_PLAN)
+    with pytest.raises(BadDecision, match="unknown phase"):
+        validate_decision({"action": "back", "phase": "nowhere"}, AT_PLAN)
+
+
+def test_edit_validates_the_plan():
+    d = validate_decision({"action": "edit", "plan": PLAN}, AT_PLAN)
+    assert apply_decision({"phase": "plan"}, d, stopped=False).update["plan"]["metrics"][0]["name"] == "ppl"
+    with pytest.raises(BadDecision, match="edited plan is invalid"):
+        validate_decision({"action": "edit", "plan": {"title": "no metrics"}}, AT_PLAN)
+    with pytest.raises(BadDecision, match="plan checkpoint"):
+        validate_decision({"action": "edit", "plan": PLAN}, {"kind": "checkpoint", "phase": "interpret"})
+
+
+def test_retry_after_a_stop_reruns_the_stopped_phase():
+    state = {"phase": "plan", "stop": {"kind": "budget", "phase": "experiment", "message": "m"}}
+    cmd = apply_decision(state, {"action": "retry"}, stopped=True)
+    assert cmd.goto == "experiment" and cmd.update["stop"] is None
+
+
+def test_final_checkpoint_approve_ends_and_feedback_revises():
+    assert apply_decision({"phase": "review"}, {"action": "approve"}, stopped=False).goto == "__end__"
+    cmd = apply_decision({"phase": "review"}, {"action": "feedback", "text": "shorter"}, stopped=False)
+    assert cmd.goto == "write_report" and cmd.update["feedback"]["write_report"] == ["shorter"]
+    assert apply_decision({"phase": "review"}, {"action": "reject"}, stopped=False).update["rejected"] is True
