@@ -58,6 +58,18 @@ class Settings:
     arxiv_delay: float = 3.0
     max_papers: int = 5
     # --- literature: fields added by the literature work go here ---
+    papers_dir: str | None = None  # local reading list: a folder of PDFs and/or BibTeX files
+    offline: bool = False  # use only the shared paper cache (no arXiv)
+    cache_dir: str = field(default_factory=lambda: os.environ.get(
+        "AGENTLAB_CACHE_DIR", str(Path("~/.cache/agentlab/papers").expanduser())))
+    arxiv_pdf_url: str = ""  # "" -> the feed's pdf link for arxiv.org, else <arxiv_url host>/pdf/<id>
+    download_timeout: float = 60.0
+    search_rounds: int = 2  # query rounds: the first from the idea, later ones refined from what was found
+    coc_depth: int = 2  # clarification steps per question (D)
+    coc_branching: int = 1  # clarifications tried per step (B); >1 picks the path by grounding score
+    chunk_tokens: int = 256  # target size of one paper chunk
+    context_budget_tokens: int = 6000  # most document text in one CoC call
+    retriever: str = "bm25"  # bm25 | embedding
     # --- end literature ---
     # experiment
     sandbox: str = "auto"
@@ -71,6 +83,10 @@ class Settings:
     accept_score: int = 6
     latex_repairs: int = 2
     # --- report: fields added by the report work go here ---
+    n_reviewers: int = 3  # automated reviewers in the ensemble (plus one meta-review)
+    report_fix_rounds: int = 2  # times a section goes back to the writer for untraced numbers / unknown cites
+    latex_timeout: float = 180.0  # seconds for one latexmk run
+    review_max_chars: int = 40000  # paper text shown to each reviewer
     # --- end report ---
 
     def model_for(self, phase: str) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
 
 import arxiv
 
@@ -36,12 +40,104 @@ def result_to_paper(r: arxiv.Result) -> dict:
     }
 
 
+def to_arxiv_query(query: str) -> str:
+    """Plain keywords -> `all:w1 AND all:w2 ...` (explicit, predictable matching); a query that
+    already uses arXiv syntax (field prefixes, AND/OR/ANDNOT, quotes) is passed unchanged."""
+    if re.search(r"\b(ti|au|abs|co|jr|cat|rn|id|all):|\b(AND|OR|ANDNOT)\b|\"", query):
+        return query
+    words = [w for w in re.findall(r"[\w\-\.+]+", query) if w.strip("-.+")]
+    return " AND ".join(f'all:"{w}"' if "-" in w else f"all:{w}" for w in words) or query
+
+
 def search(client: arxiv.Client, query: str, limit: int) -> list[dict]:
     try:
-        results = list(client.results(arxiv.Search(query=query, max_results=limit)))
+        results = list(client.results(arxiv.Search(query=to_arxiv_query(query), max_results=limit)))
     except (arxiv.HTTPError, arxiv.UnexpectedEmptyPageError, OSError) as exc:
         raise LiteratureUnavailable(
             f"arXiv query {query!r} failed at {client.query_url_format.split('?')[0]}: {exc}. "
             "Check the network or --arxiv-url, then `agentlab resume RUN`."
         ) from exc
     return [result_to_paper(r) for r in results]
+
+
+def search_ids(client: arxiv.Client, ids: list[str]) -> list[dict]:
+    """Metadata for arXiv ids (e.g. from a BibTeX `eprint` field); missing ids are simply absent."""
+    if not ids:
+        return []
+    try:
+        results = list(client.results(arxiv.Search(id_list=ids, max_results=len(ids))))
+    except (arxiv.HTTPError, arxiv.UnexpectedEmptyPageError, OSError) as exc:
+        raise LiteratureUnavailable(
+            f"arXiv id lookup {','.join(ids)} failed at {client.query_url_format.split('?')[0]}: {exc}. "
+            "Check the network or --arxiv-url, then `agentlab resume RUN`."
+        ) from exc
+    return [result_to_paper(r) for r in results]
+
+
+class DownloadError(RuntimeError):
+    """One paper's PDF could not be fetched (404, timeout, refused); the review goes on without it."""
+
+
+class Throttle:
+    """At most one request per `delay` seconds (arXiv asks for one every 3 s)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self._last = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self._last and now - self._last < self.delay:
+            time.sleep(self.delay - (now - self._last))
+        self._last = time.monotonic()
+
+
+def pdf_url_for(paper: dict, arxiv_url: str, arxiv_pdf_url: str = "") -> str:
+    """Where to fetch a paper's PDF: an explicit base, the feed's link for arxiv.org, else the
+    configured API host's /pdf/<id> (mirrors and the test server)."""
+    if arxiv_pdf_url:
+        return arxiv_pdf_url.rstrip("/") + "/" + paper["id"]
+    host = urlparse(arxiv_url)
+    if host.hostname and host.hostname.endswith("arxiv.org") and paper.get("pdf_url"):
+        return paper["pdf_url"]
+    return f"{host.scheme}://{host.netloc}/pdf/{paper['id']}"
+
+
+def download_pdf(url: str, timeout: float, throttle: Throttle | None = None, max_bytes: int = 60_000_000) -> bytes:
+    if throttle:
+        throttle.wait()
+    req = urllib.request.Request(url, headers={"User-Agent": "agentlab (literature review)"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = resp.read(max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"HTTP {exc.code} for {url}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"could not fetch {url}: {reason}") from exc
+    if len(data) > max_bytes:
+        raise DownloadError(f"{url} is larger than {max_bytes // 1_000_000} MB")
+    return data
+
+
+def _bib_escape(s: str) -> str:
+    return re.sub(r"([&%#_$])", r"\\\1", " ".join(str(s).split()))
+
+
+def bibtex_for(paper: dict) -> str:
+    """A BibTeX @misc entry from arXiv metadata (id, authors, title, year, primary category)."""
+    fields = [("title", "{" + _bib_escape(paper.get("title") or "Untitled") + "}"),
+              ("author", " and ".join(_bib_escape(a) for a in paper.get("authors") or []) or "Anonymous")]
+    if paper.get("year"):
+        fields.append(("year", str(paper["year"])))
+    pid = paper.get("id", "")
+    if re.match(r"^(\d{4}\.\d{4,5}|[a-z\-]+(\.[A-Z]{2})?/\d{7})(v\d+)?$", pid):
+        base = re.sub(r"v\d+$", "", pid)
+        fields += [("eprint", base), ("archivePrefix", "arXiv")]
+        if paper.get("primary_category"):
+            fields.append(("primaryClass", paper["primary_category"]))
+        fields.append(("url", f"https://arxiv.org/abs/{base}"))
+    elif paper.get("url"):
+        fields.append(("url", paper["url"]))
+    body = ",\n".join(f"  {k} = {{{v}}}" for k, v in fields)  # title is double-braced: keeps its case
+    return f"@misc{{{paper.get('bibkey') or 'paper'},\n{body}\n}}"

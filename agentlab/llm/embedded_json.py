@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 MAX_DEPTH = 4
-DEFAULT_STRING_TOKENS = 128
+DEFAULT_STRING_TOKENS = 64
 DEFAULT_MAX_ITEMS = 5
 FREE_OBJECT_MAX_KEYS = 4
 
@@ -24,6 +24,7 @@ class DecoderLike(Protocol):
     """What the JSON generator needs from the decoding loop (see embedded_server.Decoder)."""
 
     exhausted: bool
+    max_new: int
     vocab: Any
 
     def step(self, mask: torch.Tensor) -> int: ...
@@ -129,9 +130,25 @@ class JsonGenerator:
 
     def generate(self, schema: dict | None) -> Any:
         """Top-level value; no schema (json_object mode) means a free-form object."""
-        if not schema:
-            return self.value({"type": "object"}, 0)
+        schema = schema or {"type": "object"}
+        leaves = self.count_leaves(schema, 0)
+        # share the token budget so the whole value usually fits: a weak model rambles in strings
+        self.string_tokens = max(8, min(self.string_tokens, self.dec.max_new // (leaves + 1)))
         return self.value(schema, 0)
+
+    def count_leaves(self, schema: Any, depth: int) -> int:
+        """Rough number of free string leaves (arrays count as 2 items, free objects as 4 fields)."""
+        s = resolve(schema, self.root)
+        if depth >= MAX_DEPTH or "enum" in s or "const" in s:
+            return 0
+        typ = s.get("type") or ("object" if "properties" in s else "array" if "items" in s else None)
+        if typ == "array":
+            return min(2, int(s.get("maxItems", 2))) * max(1, self.count_leaves(s.get("items", {}), depth + 1))
+        if typ == "object" and s.get("properties"):
+            return sum(self.count_leaves(v, depth + 1) for v in s["properties"].values())
+        if typ == "object":
+            return 2 * FREE_OBJECT_MAX_KEYS
+        return 1 if typ in ("string", None) else 0
 
     def value(self, schema: Any, depth: int) -> Any:
         s = resolve(schema, self.root)

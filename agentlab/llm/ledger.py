@@ -64,7 +64,7 @@ class Ledger:
             t["completion_tokens"] += e["completion_tokens"]
             t["cost"] += e["cost"]
         t["tokens"] = t["prompt_tokens"] + t["completion_tokens"]
-        t["cost"] = round(t["cost"], 6)
+        t["cost"] = round(t["cost"], 9)
         return t
 
     def by_phase(self) -> dict[str, dict]:

@@ -38,6 +38,8 @@ class Job:
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)  # extra env vars; the host env is NOT inherited
     labels: dict[str, str] = field(default_factory=dict)  # run/node/attempt, for reattach
+    #: extra host paths the job may read (e.g. a local model cache); mounted read-only at the same path
+    readonly_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -182,3 +184,4 @@ def _load_docker():
 register("bwrap", _load_bwrap)
 register("docker", _load_docker)
 register("unsafe-local", _load_unsafe)
+register("ray", lambda: __import__("agentlab.sandbox.ray_backend", fromlist=["RaySandbox"]).RaySandbox)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +27,7 @@ class FakeArxiv:
     local PDF served at /pdf/<id>."""
 
     pdfs: dict[str, Path] = field(default_factory=dict)
+    pdf_delays: dict[str, float] = field(default_factory=dict)  # id -> seconds before answering (timeouts)
     fail_with: int | None = None  # answer every query with this HTTP status
     requests: list[str] = field(default_factory=list)
 
@@ -56,6 +58,8 @@ class FakeArxiv:
                 u = urlparse(self.path)
                 if u.path.startswith("/pdf/"):
                     pid = u.path[len("/pdf/"):]
+                    if pid in owner.pdf_delays:
+                        time.sleep(owner.pdf_delays[pid])
                     if pid in owner.pdfs:
                         self._send(200, owner.pdfs[pid].read_bytes(), "application/pdf")
                     else:

@@ -1,0 +1,40 @@
+"""The experiment toolkit: KV-cache compression, pruning, speculative decoding, window attention, metrics.
+
+Experiments import submodules by name (``from agentlab.modules import kv, prune, speculative, attention,
+metrics``). Importing this package is cheap: nothing here imports torch; each submodule is imported on
+first attribute access, so the orchestrator (which may run without torch) can import
+``agentlab.modules.apidoc`` freely.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+SUBMODULES = (
+    "models",
+    "data",
+    "metrics",
+    "kv",
+    "kv_quant",
+    "kv_latent",
+    "prune",
+    "prune_search",
+    "speculative",
+    "draft_heads",
+    "attention",
+    "apidoc",
+    "benchmark",
+)
+
+__all__ = list(SUBMODULES)
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(SUBMODULES))

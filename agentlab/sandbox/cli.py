@@ -1,0 +1,94 @@
+"""`agentlab sandbox ...`: run a script exactly as an experiment attempt would, and check the backends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentlab.sandbox.base import Job, Limits, SandboxUnavailable, available_backends, get_backend
+
+sandbox_app = typer.Typer(help="Run scripts in the experiment sandbox; check which backends work here.",
+                          no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _settings():
+    from agentlab.config import load_settings
+
+    return load_settings()
+
+
+@sandbox_app.command("run")
+def run_cmd(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The script, run as main.py in a fresh work dir."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="auto | bwrap | docker | unsafe-local"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall-clock seconds (default: attempt_timeout)."),
+    memory: Optional[int] = typer.Option(None, "--memory", help="Memory limit in MB (default: attempt_memory_mb)."),
+    cpu: Optional[float] = typer.Option(None, "--cpu", help="CPU seconds (default: wall clock x cores)."),
+    gpus: int = typer.Option(0, "--gpus", help="GPUs to expose (docker)."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Use this (new or empty) dir instead of a temp dir."),
+) -> None:
+    """Run FILE with the same backend, limits and environment as an experiment attempt; print how it ended."""
+    s = _settings()
+    name = backend or s.sandbox
+    try:
+        sb = get_backend(name)
+    except SandboxUnavailable as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2)
+    if not sb.isolated:
+        err.print("[bold red]WARNING:[/] unsafe-local runs the script on this machine WITHOUT isolation.")
+    wd = workdir or Path(tempfile.mkdtemp(prefix="agentlab-sandbox-run-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(file, wd / "main.py")
+    limits = Limits(
+        wall_seconds=timeout if timeout is not None else s.attempt_timeout,
+        memory_mb=memory if memory is not None else s.attempt_memory_mb,
+        cpu_seconds=cpu, gpus=gpus,
+    )  # fmt: skip
+    job = Job(id=f"manual-{uuid.uuid4().hex[:12]}", workdir=str(wd), command=["python", "main.py"], limits=limits,
+              labels={"agentlab.node": "manual"})  # fmt: skip
+    console.print(f"running {file} in [bold]{sb.name}[/] (wall {limits.wall_seconds:g}s, memory {limits.memory_mb} MB) "
+                  f"in {wd}", highlight=False)  # fmt: skip
+    res = sb.run(job)
+    if res.stdout_tail:
+        console.rule("stdout (tail)")
+        console.out(res.stdout_tail.rstrip("\n"), highlight=False)
+    if res.stderr_tail:
+        console.rule("stderr (tail)")
+        console.out(res.stderr_tail.rstrip("\n"), highlight=False)
+    console.rule()
+    color = "green" if res.ok else "red"
+    console.print(f"reason: [bold {color}]{res.reason}[/]  exit code: {res.exit_code}  wall: {res.wall_seconds:.2f}s"
+                  + ("  [yellow](output truncated)[/]" if res.output_truncated else ""), highlight=False)  # fmt: skip
+    if res.detail:
+        console.print(f"detail: {res.detail}", highlight=False)
+    results = wd / "results.json"
+    if results.exists():
+        try:
+            console.print(f"results.json: {json.dumps(json.loads(results.read_text()))[:2000]}", highlight=False)
+        except ValueError:
+            console.print("results.json: [red]not valid JSON[/]")
+    console.print(f"work dir: {wd}  (logs in {wd / '.job'})", highlight=False)
+    raise typer.Exit(0 if res.ok else (res.exit_code or 1))
+
+
+@sandbox_app.command("check")
+def check_cmd() -> None:
+    """Say which sandbox backends work here and, for those that do not, the exact fix."""
+    table = Table("backend", "usable", "why / fix")
+    any_ok = False
+    for name, ok, why in available_backends():
+        any_ok |= ok and name != "unsafe-local"
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", why)
+    console.print(table)
+    raise typer.Exit(0 if any_ok else 1)

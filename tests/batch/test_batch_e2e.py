@@ -1,0 +1,82 @@
+"""`agentlab batch` end to end against the scripted LLM and fake arXiv: parallel runs, a failing run,
+parked runs with their resume command, and a restart that continues what was unfinished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentlab.cli import app
+from tests.batch.helpers import (in_experiment, kill, meta, runs_by_workflow, slow_experiment, start_orchestrator,
+                                 wait_until, workflow)
+from tests.fakes.scripts import full_run
+
+pytestmark = pytest.mark.slow
+
+
+def batch(*args: str):
+    return CliRunner().invoke(app, ["batch", *args], catch_exceptions=False)
+
+
+def test_parallel_batch_survives_a_failure_parks_and_restarts(agent_env, llm_server, tmp_path):
+    full_run(llm_server)
+    wf = tmp_path / "wf"
+    workflow(wf, "finishes", "Does sink plus window KV eviction keep error low at 4x?")
+    workflow(wf, "parks", "Does sink plus window KV eviction keep error low at 8x?", checkpoints="[plan]")
+    workflow(wf, "over-budget", "Does sink plus window KV eviction keep error low at 2x?",
+             extra="budgets: {max_tokens: 300}\n")
+    runs_dir = Path(agent_env["AGENTLAB_RUNS_DIR"])
+
+    r = batch(str(wf), "--parallel", "3")
+    out = r.output
+    by = runs_by_workflow(runs_dir)
+    assert sorted(by) == ["finishes", "over-budget", "parks"] and all(len(v) == 1 for v in by.values())
+    done, parked, stopped = by["finishes"][0], by["parks"][0], by["over-budget"][0]
+    assert meta(done)["status"] == "done", out
+    assert meta(parked)["status"] == "parked" and meta(parked)["waiting"]["phase"] == "plan"
+    assert meta(stopped)["status"] == "stopped", out
+    assert r.exit_code == 1  # a run needs attention
+    assert f"agentlab resume {parked.id} --approve" in out and f"agentlab resume {stopped.id}" in out
+    assert "1 done" in out and "1 parked" in out and "1 stopped" in out
+    assert (done.path / "logs" / "batch.log").exists() and meta(done)["workflow_file"].endswith("finishes.yaml")
+
+    # restart: nothing is redone, nothing is duplicated, the parked run is still listed
+    calls = len(llm_server.requests)
+    r2 = batch(str(wf), "--parallel", "2")
+    assert len(llm_server.requests) == calls
+    assert {k: [x.id for x in v] for k, v in runs_by_workflow(runs_dir).items()} == \
+        {k: [x.id for x in v] for k, v in by.items()}
+    assert "already finished" in r2.output and f"agentlab resume {parked.id} --approve" in r2.output
+
+    # the printed command works; the next batch then sees the run finished
+    r3 = CliRunner().invoke(app, ["resume", parked.id, "--approve", "--headless"])
+    assert r3.exit_code == 0, r3.output
+    assert meta(parked)["status"] == "done"
+    r4 = batch(str(wf), "--only", "parks,finishes")
+    assert r4.exit_code == 0 and "2 done" in r4.output
+
+
+def test_a_killed_orchestrator_s_run_is_continued_not_restarted(agent_env, llm_server, tmp_path):
+    full_run(llm_server, ExperimentCode=slow_experiment(4))
+    wf = tmp_path / "wf"
+    workflow(wf, "kv", "Does sink plus window KV eviction keep error low at 4x?")
+    runs_dir = Path(agent_env["AGENTLAB_RUNS_DIR"])
+    log = tmp_path / "first.log"
+    first = start_orchestrator([str(wf), "--lease-ttl", "2"], log)
+    try:
+        wait_until(lambda: in_experiment(runs_dir, ["kv"]), 120, "the run to reach its experiment", first, log)
+    finally:
+        kill(first)
+    run = runs_by_workflow(runs_dir)["kv"][0]
+    assert run.effective_status() == "interrupted"
+    seen_before = len(llm_server.keys_seen())
+
+    r = batch(str(wf), "--lease-ttl", "2")
+    assert r.exit_code == 0, r.output
+    assert [x.id for x in runs_by_workflow(runs_dir)["kv"]] == [run.id]  # the same run, continued
+    assert meta(run)["status"] == "done" and "continued (interrupted)" in r.output
+    after = llm_server.keys_seen()[seen_before:]
+    assert "Interpretation" in after and "Review" in after
+    assert "Plan" not in after and "ExperimentCode" not in after  # finished steps were not redone (nor paid)

@@ -1,0 +1,28 @@
+"""references.bib comes from the run's paper store only; unknown cite keys are found and dropped."""
+
+from agentlab.report.bib import build_bib, cited_keys, drop_unknown_cites, unknown_cites
+from tests.report.scripted import load_ctx
+
+
+def test_bib_has_every_paper_and_generates_missing_bibtex():
+    bib, keys = build_bib(load_ctx()["papers"])
+    assert list(keys) == ["park2023linear", "zevcevic2023causal", "stanley2016heat"]
+    assert "@misc{stanley2016heat," in bib and "Heat-bath random walks with Markov bases" in bib
+    assert "eprint = {1605.08386v1}" in bib and "Caprice Stanley and Tobias Windisch" in bib
+    assert r"Ze{\v{c}}evi{\'c}" in bib  # given BibTeX kept as is
+
+
+def test_given_bibtex_is_rekeyed_and_specials_escaped():
+    papers = [{"id": "1", "title": "A & B: 50% of $x_1$", "authors": ["A. Author"], "year": 2020, "bibkey": "k1",
+               "bibtex": "@article{otherkey,\n title={T},\n year={2020}\n}"},
+              {"id": "2", "title": "A & B_2 {unbalanced", "authors": [], "bibkey": "k 2!"}]
+    bib, keys = build_bib(papers)
+    assert "@article{k1," in bib and "otherkey" not in bib
+    assert list(keys) == ["k1", "k2"] and r"A \& B\_2 unbalanced" in bib
+
+
+def test_unknown_cites_are_listed_and_dropped():
+    latex = r"See \cite{a,ghost} and \citet{ghost2} and \citep[p.~3]{a}."
+    assert cited_keys(latex) == ["a", "ghost", "ghost2"]
+    assert unknown_cites(latex, {"a"}) == ["ghost", "ghost2"]
+    assert drop_unknown_cites(latex, {"a"}) == r"See \cite{a} and  and \citep[p.~3]{a}."

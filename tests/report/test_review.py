@@ -1,0 +1,77 @@
+"""review_report (ensemble + meta-review), a revision, and the pieces of `agentlab review RUN`."""
+
+import json
+
+from rich.console import Console
+
+from agentlab.report import human, review_report, write_report
+from tests.report.scripted import (META, Writer, ledger_phases, load_ctx, make_llm, make_run, review, script,
+                                   sections, user_text)
+
+REVISED = sections()["results"] + " Variance across seeds was not measured; we report a single run."
+
+
+def _console() -> Console:
+    return Console(record=True, width=220, force_terminal=False)
+
+
+def test_review_revision_diff_and_human_review_pieces(srv, tmp_path):
+    script(srv, Writer(drafts={"results": [sections()["results"], REVISED]}))
+    srv.on("Review", review(4), review(5), review(3, "Section results: no variance."), review(7), review(6), review(8))
+    srv.on("MetaReview", META)
+    srv.on("RevisionPlan", {"sections": ["results"], "instructions": {"results": "state that variance was not measured"}})
+    llm, s = make_llm(srv, tmp_path, n_reviewers=3, accept_score=6)
+    run = make_run(tmp_path)
+    assert human.pdf_path(run) is None and human.latex_diff(run) == ""
+
+    ctx = load_ctx()
+    rep1 = write_report(ctx, s, llm, run, lambda m: None)
+    rctx = {**ctx, "memo_prefix": "review/v1/rev1"}
+    res1 = review_report(rep1, rctx, s, llm, run, lambda m: None)
+    assert res1["overall"] == 4.0 and res1["decision"] == "revise" and len(res1["reviews"]) == 3
+    assert res1["meta"]["sections_to_revise"] == ["results"]  # unknown section names are dropped
+    stored = json.loads((run.repo_dir / "report" / "reviews" / "rev-1.json").read_text())
+    assert stored["overall"] == 4.0 and stored["commit"] == rep1["commit"]
+    reviewer_req = next(r for r in srv.requests if r["key"] == "Review")
+    assert "Heat-bath random walks" in user_text(reviewer_req)  # reviewers read the compiled PDF's text
+
+    ctx2 = {**ctx, "revision": 2, "memo_prefix": "write_report/v2/rev2", "prior_reviews": res1["reviews"],
+            "feedback": ["Say how many seeds were run."]}
+    n_before = len([r for r in srv.requests if r["key"] == "SectionDraft"])
+    rep2 = write_report(ctx2, s, llm, run, lambda m: None)
+    drafts = [r for r in srv.requests if r["key"] == "SectionDraft"][n_before:]
+    assert len(drafts) == 1 and "SECTION: results" in user_text(drafts[0])  # only the criticised section
+    assert "no variance" in user_text(drafts[0]) and "Say how many seeds were run." in user_text(drafts[0])
+    res2 = review_report(rep2, {**ctx2, "memo_prefix": "review/v2/rev2"}, s, llm, run, lambda m: None)
+    assert res2["overall"] == 7.0 and res2["decision"] == "accept"
+
+    assert human.revisions(run) == [1, 2] and human.pdf_path(run) == run.repo_dir / "report" / "main.pdf"
+    con = _console()
+    diff = human.latex_diff(run, console=con)
+    assert "+" in diff and "Variance across seeds was not measured" in diff
+    assert "-Table~" in diff or any(l.startswith("-") and "tab:t1" in l for l in diff.splitlines())
+    assert "Variance across seeds" in con.export_text()
+    assert human.latex_diff(run, 1, 1) == ""
+
+    con = _console()
+    table = human.scores_table(run, con)
+    out = con.export_text()
+    assert table.row_count == 8 and "revise" in out and "accept" in out and "Meta-review" in out
+
+    con = _console()
+    human.trace_table(run, con)
+    out = con.export_text()
+    assert "14.24" in out and "metrics.perplexity" in out and "0 untraced" in out
+
+    pages = human.render_pages_png(run, tmp_path / "png")
+    assert pages and all(p.read_bytes()[:4] == b"\x89PNG" for p in pages)
+    assert ledger_phases(tmp_path) == {"write_report", "review"}
+
+
+def test_human_pieces_on_a_run_without_a_report(tmp_path):
+    run = make_run(tmp_path)
+    con = _console()
+    assert human.pdf_path(run) is None and human.revisions(run) == []
+    assert human.scores_table(run, con).row_count == 0 and human.trace_table(run, con).row_count == 0
+    assert human.render_pages_png(run, tmp_path / "png") == []
+    assert "no reviews yet" in con.export_text()

@@ -1,0 +1,133 @@
+"""write_report end to end: scripted writer over HTTP, real LaTeX compile, real pdftotext."""
+
+import json
+import subprocess
+
+import pytest
+
+from agentlab.report import ReportFailed, write_report
+from tests.report.scripted import Writer, ledger_phases, load_ctx, make_llm, make_run, script, sections, user_text
+
+
+def pdf_text(run) -> str:
+    return subprocess.run(["pdftotext", str(run.repo_dir / "report" / "main.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def _write(srv, tmp_path, writer=None, ctx=None, outline=None, **settings):
+    writer = script(srv, writer or Writer(), outline)
+    llm, s = make_llm(srv, tmp_path, **settings)
+    run = make_run(tmp_path)
+    out = write_report(ctx or load_ctx(), s, llm, run, lambda m: None)
+    return out, run, writer
+
+
+def test_report_compiles_with_result_numbers_and_cited_titles(srv, tmp_path):
+    out, run, _ = _write(srv, tmp_path)
+    assert out["compiled"] and out["problems"] == [] and (run.repo_dir / out["pdf"]).exists()
+    text = " ".join(pdf_text(run).split())
+    for number in ("14.24", "13.90", "17.81", "14.02", "6.25", "2.4%", "75%"):  # prose and tables
+        assert number in text
+    for title in ("The linear representation hypothesis and the geometry of large language models",
+                  "Heat-bath random walks with Markov bases", "Causal parrots"):
+        assert title in text
+    assert all(t["status"] == "ok" and t["source"] for t in out["trace"])
+    assert any(t["number"] == "27" and t["source"].startswith("note park2023linear") for t in out["trace"])
+    saved = json.loads((run.repo_dir / "report" / "trace-rev-1.json").read_text())
+    assert saved == out["trace"]
+    repo = run.repo()
+    assert repo.tags["report-rev-1"].commit.hexsha == out["commit"]
+    assert "report/main.tex" in repo.git.ls_tree("-r", "--name-only", out["commit"])
+    assert ledger_phases(tmp_path) == {"write_report"}
+
+
+def test_fabricated_number_and_unknown_cite_go_back_to_the_writer(srv, tmp_path):
+    bad = sections()["results"] + r" Our method is 41.3\% faster than H2O \cite{zhang2023h2o}."
+    writer = Writer(drafts={"results": [bad]})  # the fix reply is the clean section
+    out, run, _ = _write(srv, tmp_path, writer)
+    fix = [r for r in srv.requests if r["key"] == "SectionDraft" and "FIX SECTION: results" in user_text(r)]
+    assert len(fix) == 1
+    assert "41.3%" in user_text(fix[0]) and "zhang2023h2o" in user_text(fix[0])
+    tex = (run.repo_dir / "report" / "main.tex").read_text()
+    assert "41.3" not in tex and "zhang2023h2o" not in tex
+    assert out["problems"] == [] and all(t["status"] == "ok" for t in out["trace"])
+
+
+def test_fabrication_the_writer_keeps_is_removed_from_the_pdf(srv, tmp_path):
+    bad = sections()["results"] + r" Our method is 41.3\% faster than H2O \cite{zhang2023h2o}."
+    writer = Writer(drafts={"results": [bad]}, fixes={"results": [bad, bad]})
+    out, run, _ = _write(srv, tmp_path, writer, report_fix_rounds=2)
+    assert writer.seen.count(("fix", "results")) == 2  # bounded
+    text = " ".join(pdf_text(run).split())
+    assert "41.3" not in text and "[number removed: untraced]" in text
+    assert "zhang2023h2o" not in (run.repo_dir / "report" / "main.tex").read_text()
+    assert any("zhang2023h2o" in p for p in out["problems"]) and any("41.3" in p for p in out["problems"])
+    assert [t["number"] for t in out["trace"] if t["status"] == "untraced"] == ["41.3%"]
+
+
+def test_latex_error_is_repaired_by_the_writer(srv, tmp_path):
+    broken = sections()["results"] + r" The cache \kvbudgetsweep{} is small."
+    writer = Writer(drafts={"results": [broken]})
+    out, run, _ = _write(srv, tmp_path, writer)
+    fix = [r for r in srv.requests if "FIX SECTION: results" in user_text(r)]
+    assert len(fix) == 1 and "Undefined control sequence" in user_text(fix[0])
+    assert out["compiled"] and out["problems"] == []
+    assert "kvbudgetsweep" not in (run.repo_dir / "report" / "main.tex").read_text()
+
+
+@pytest.mark.slow
+def test_latex_error_that_is_never_repaired_ends_as_plain_text(srv, tmp_path):
+    broken = sections()["results"] + r" The cache \kvbudgetsweep{} is small."
+    writer = Writer(drafts={"results": [broken]}, fixes={"results": [broken, broken]})
+    out, run, _ = _write(srv, tmp_path, writer, latex_repairs=2)
+    assert writer.seen.count(("fix", "results")) == 2
+    assert out["compiled"] and any("plain text" in p for p in out["problems"])
+    assert "14.24" in pdf_text(run)
+
+
+def test_failed_experiment_is_reported_honestly_without_numbers(srv, tmp_path):
+    ctx = load_ctx()
+    ctx.update(results={}, best_attempt=None, interpretation={"summary": "No results.", "verdict": "inconclusive"},
+               attempts=[{"n": 1, "status": "failed", "reason": "ImportError", "metrics": {}}])
+    outline = {"title": "KV-Cache Eviction: an Experiment That Did Not Run", "tables": [], "figures": []}
+    writer = Writer(drafts={"abstract": ["The experiment failed (ImportError), so this report has no results."],
+                            "results": [r"No attempt produced results; perplexity 14.24 was expected."]},
+                    fixes={"results": [r"No attempt produced results; perplexity 14.24 was expected."]})
+    out, run, _ = _write(srv, tmp_path, writer, ctx=ctx, outline=outline, report_fix_rounds=1)
+    outline_req = next(r for r in srv.requests if r["key"] == "ReportOutline")
+    assert "There are NO results" in user_text(outline_req)
+    text = " ".join(pdf_text(run).split())
+    assert "this report has no results" in text and "14.24" not in text
+    # 512 (sequence length) came from the results' config, which this run does not have: removed too
+    assert [t["number"] for t in out["trace"] if t["status"] == "untraced"] == ["512", "14.24"]
+
+
+def test_run_without_papers_has_no_citations_and_no_bibliography(srv, tmp_path):
+    ctx = {**load_ctx(), "papers": [], "notes": []}
+    out, run, writer = _write(srv, tmp_path, ctx=ctx, report_fix_rounds=1)
+    assert ("fix", "introduction") in writer.seen  # its \cite keys were sent back first
+    tex = (run.repo_dir / "report" / "main.tex").read_text()
+    assert "\\cite" not in tex and "\\bibliography{" not in tex
+    assert any("removed unknown citation key(s) park2023linear" in p for p in out["problems"])
+    assert "References" not in pdf_text(run)
+
+
+def test_conference_template_compiles(srv, tmp_path):
+    out, run, _ = _write(srv, tmp_path, template="conference")
+    assert out["compiled"] and (run.repo_dir / "report" / "agentlabconf.sty").exists()
+    assert "Heat-bath random walks" in pdf_text(run)
+
+
+def test_rerun_pays_nothing_twice(srv, tmp_path):
+    writer = script(srv, Writer())
+    llm, s = make_llm(srv, tmp_path)
+    run = make_run(tmp_path)
+    first = write_report(load_ctx(), s, llm, run, lambda m: None)
+    n = len(srv.requests)
+    again = write_report(load_ctx(), s, llm, run, lambda m: None)
+    assert len(srv.requests) == n and again["trace"] == first["trace"] and writer.seen
+
+
+def test_unknown_template_is_a_report_failure(srv, tmp_path):
+    with pytest.raises(ReportFailed, match="unknown report template 'nope'"):
+        _write(srv, tmp_path, template="nope")

@@ -1,0 +1,53 @@
+"""Fixtures for the sandbox suite: one `backend` fixture parametrized over every isolated backend."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentlab.sandbox import Job, JobResult, Limits
+from agentlab.sandbox.base import _REGISTRY
+
+ISOLATED = ["bwrap", "docker"]
+
+
+@pytest.fixture(params=ISOLATED)
+def backend(request):
+    """An instance of each isolated backend; skipped (with the backend's own reason and fix) where unusable."""
+    cls = _REGISTRY[request.param]()
+    ok, why = cls.check()
+    if not ok:
+        pytest.skip(f"{request.param} unavailable here: {why}")
+    return cls()
+
+
+class JobRunner:
+    """Writes a script into a fresh work dir, runs it as an experiment attempt would, reads results.json."""
+
+    def __init__(self, backend, root: Path):
+        self.backend, self.root, self.n = backend, root, 0
+
+    def __call__(self, script: str, *, limits: Limits | None = None, args: list[str] | None = None,
+                 job_id: str | None = None) -> tuple[JobResult, dict | None, Path]:  # fmt: skip
+        self.n += 1
+        workdir = self.root / f"work{self.n}"
+        workdir.mkdir()
+        (workdir / "main.py").write_text(textwrap.dedent(script))
+        job = Job(
+            id=job_id or f"test-{self.backend.name}-{workdir.parent.name}-{self.n}",
+            workdir=str(workdir),
+            command=["python", "main.py", *(args or [])],
+            limits=limits or Limits(wall_seconds=60, memory_mb=512, max_processes=64),
+            labels={"run": "pytest", "node": "escape", "attempt": str(self.n)},
+        )
+        result = self.backend.run(job)
+        res = workdir / "results.json"
+        return result, (json.loads(res.read_text()) if res.exists() else None), workdir
+
+
+@pytest.fixture
+def run_job(backend, tmp_path) -> JobRunner:
+    return JobRunner(backend, tmp_path)
