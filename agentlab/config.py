@@ -77,6 +77,7 @@ class Settings:
     best_of: int = 1  # successful candidates to collect before ranking them by the primary metric
     attempt_timeout: float = 600.0
     attempt_memory_mb: int = 8192
+    attempt_gpus: int = 0  # GPUs handed to each attempt (docker/ray; bwrap sees the host's devices only if > 0)
     # report / review
     template: str = "article"
     max_revisions: int = 1

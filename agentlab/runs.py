@@ -134,7 +134,9 @@ class RunDir:
             cw.set_value("user", "name", "AgentLab")
             cw.set_value("user", "email", "agentlab@localhost")
         (self.repo_dir / "README.md").write_text(f"# AgentLab run {self.id}\n")
-        r.index.add(["README.md"])
+        # full job logs stay on disk but out of history; .job/result.json (tails, reason) is committed
+        (self.repo_dir / ".gitignore").write_text("**/.job/*.log\n__pycache__/\n*.aux\n*.fls\n*.fdb_latexmk\n")
+        r.index.add(["README.md", ".gitignore"])
         r.index.commit("run created")
         return r
 

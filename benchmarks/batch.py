@@ -10,7 +10,7 @@ graph steps, checkpoints, git commits, paper parsing, report building. Per run w
     agentlab  wall - llm - sandbox: orchestration inside the run (graph, checkpoints, git, report)
     batch     wall - time inside runner.drive: the batch layer (leases, run lookup/creation, scheduling)
 
-    .venv/bin/python benchmarks/batch.py [--runs 8] [--parallel 1,2,4,8] [--sandbox unsafe-local] [--json out.json]
+    .venv/bin/python benchmarks/batch.py [--runs 8] [--parallel 1,2,4,8] [--isolation thread,process] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def _env(srv: ScriptedLLM, arxiv: FakeArxiv, tmp: Path) -> None:
         os.environ.pop(var, None)
 
 
-def _level(n_runs: int, parallel: int, sandbox: str, tmp: Path) -> dict:
+def _level(n_runs: int, parallel: int, sandbox: str, tmp: Path, isolation: str) -> dict:
     from agentlab.batch.lease import FileLeases
     from agentlab.batch.scheduler import Batch
     from agentlab.batch.workflow import load_workflows
     from agentlab.config import load_settings
     from agentlab.runs import RunDir
 
-    wf_dir, runs_dir = tmp / f"wf-p{parallel}", tmp / f"runs-p{parallel}"
+    wf_dir, runs_dir = tmp / f"wf-{isolation}-p{parallel}", tmp / f"runs-{isolation}-p{parallel}"
     wf_dir.mkdir()
     for i in range(n_runs):
         (wf_dir / f"w{i}.yaml").write_text(
@@ -58,7 +58,7 @@ def _level(n_runs: int, parallel: int, sandbox: str, tmp: Path) -> dict:
             "literature: {max_papers: 2}\n")
     wfs = load_workflows(wf_dir)
     b = Batch(wfs, runs_dir, parallel, FileLeases(runs_dir / ".batch" / "leases", ttl=60),
-              lambda w: load_settings(None, {**w.to_overrides(), "runs_dir": str(runs_dir)}))
+              lambda w: load_settings(None, {**w.to_overrides(), "runs_dir": str(runs_dir)}), isolation=isolation)
     t0 = time.perf_counter()
     slots = b.run()
     wall = time.perf_counter() - t0
@@ -74,7 +74,7 @@ def _level(n_runs: int, parallel: int, sandbox: str, tmp: Path) -> dict:
         if s.state != "done":
             print(f"  run {s.run_id} ended {s.state}: {s.note}", file=sys.stderr)
     mean = lambda k: statistics.fmean(p[k] for p in per)  # noqa: E731
-    return {"parallel": parallel, "runs": n_runs, "done": ok, "batch_wall_s": round(wall, 2),
+    return {"isolation": isolation, "parallel": parallel, "runs": n_runs, "done": ok, "batch_wall_s": round(wall, 2),
             "runs_per_min": round(60 * ok / wall, 2), "run_wall_s": round(mean("wall"), 3),
             "llm_s": round(mean("llm"), 3), "sandbox_s": round(mean("sandbox"), 3),
             "agentlab_s": round(mean("wall") - mean("llm") - mean("sandbox"), 3),
@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="runs per parallelism level")
     ap.add_argument("--parallel", default="1,2,4,8")
     ap.add_argument("--sandbox", default="unsafe-local", help="unsafe-local runs only the scripted, known program")
+    ap.add_argument("--isolation", default="thread", help="thread, process, or thread,process")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows = []
@@ -96,16 +97,17 @@ def main() -> None:
         import warnings
 
         warnings.filterwarnings("ignore", category=RuntimeWarning)  # unsafe-local's per-job warning
-        for p in (int(x) for x in args.parallel.split(",")):
-            rows.append(_level(args.runs, p, args.sandbox, tmp))
-            print(json.dumps(rows[-1]), flush=True)
-    base = rows[0]["runs_per_min"] or 1.0
+        for iso in args.isolation.split(","):
+            for p in (int(x) for x in args.parallel.split(",")):
+                rows.append(_level(args.runs, p, args.sandbox, tmp, iso))
+                print(json.dumps(rows[-1]), flush=True)
     print(f"\nagentlab batch throughput ({args.runs} full scripted runs per level, {os.cpu_count()} CPUs, "
           f"sandbox {args.sandbox})")
-    print(f"{'parallel':>8} {'runs/min':>9} {'speedup':>8} {'run wall s':>10} {'agentlab s':>10} {'llm s':>7} "
+    print(f"{'isolation':>9} {'parallel':>8} {'runs/min':>9} {'speedup':>8} {'run wall s':>10} {'agentlab s':>10} {'llm s':>7} "
           f"{'sandbox s':>9} {'batch s':>8}")
     for r in rows:
-        print(f"{r['parallel']:>8} {r['runs_per_min']:>9.2f} {r['runs_per_min'] / base:>8.2f} {r['run_wall_s']:>10.2f} "
+        base = next(x for x in rows if x["isolation"] == r["isolation"])["runs_per_min"] or 1.0
+        print(f"{r['isolation']:>9} {r['parallel']:>8} {r['runs_per_min']:>9.2f} {r['runs_per_min'] / base:>8.2f} {r['run_wall_s']:>10.2f} "
               f"{r['agentlab_s']:>10.2f} {r['llm_s']:>7.2f} {r['sandbox_s']:>9.2f} {r['batch_overhead_s']:>8.3f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra
+APT_PACKAGES=(bubblewrap latexmk texlive-base texlive-latex-base texlive-latex-recommended
               texlive-fonts-recommended lmodern poppler-utils git)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()

@@ -15,7 +15,7 @@ from rich.markup import escape
 from agentlab.batch.lease import open_leases
 from agentlab.batch.scheduler import Batch, Slot
 from agentlab.batch.table import STYLE, print_summary, render
-from agentlab.batch.workflow import Workflow, WorkflowError, load_workflows
+from agentlab.batch.workflow import BACKENDS, Workflow, WorkflowError, load_workflows
 from agentlab.config import ConfigError, load_settings
 
 batch_app = typer.Typer(help="Headless batch runs from workflow files.", pretty_exceptions_enable=False,
@@ -41,6 +41,8 @@ def batch(
     lease_ttl: float = typer.Option(60.0, min=1.0, help="Seconds before a dead orchestrator's runs are taken over."),
     wait: bool = typer.Option(True, "--wait/--no-wait",
                               help="Wait for runs leased by other orchestrators (take over if their lease expires)."),
+    isolation: str = typer.Option("process", help="process: one child process per run (every core; a crash stays "
+                                  "in its run; killed if its lease is lost); thread: runs share this process."),
     check: bool = typer.Option(False, "--check", help="Only validate the workflow files."),
     config: Optional[Path] = typer.Option(None, help="TOML settings file (default ./agentlab.toml)."),
 ) -> None:
@@ -60,18 +62,24 @@ def batch(
             err.print(f"[yellow]warning:[/] {msg}", highlight=False)
     deploy = {k: v for k, v in {"runs_dir": str(runs_dir) if runs_dir else None,
                                 "checkpointer_url": checkpointer_url}.items() if v is not None}
-    try:
+    try:  # all settings resolved here, in the main thread, before any run starts
         base = load_settings(config, deploy)
-        for w in wfs:  # fail early, before any run starts
-            _settings_for(w, config, deploy, sandbox)
+        deploy["runs_dir"] = str(Path(base.runs_dir).resolve())  # absolute: runs must not depend on the cwd
+        per_wf = {w.name: _settings_for(w, config, deploy, sandbox) for w in wfs}
     except ConfigError as exc:
         _fail(str(exc))
+    if isolation not in ("thread", "process"):
+        _fail("--isolation must be thread or process")
+    if sandbox and sandbox not in BACKENDS:
+        _fail(f"--sandbox must be one of {', '.join(BACKENDS)}")
     if check:
         console.print(f"{len(wfs)} workflow(s) valid: {', '.join(w.name for w in wfs)}")
         raise typer.Exit(0)
+    if not base.base_url and parallel > 1:
+        err.print("[yellow]note:[/] no OPENAI_BASE_URL: every run in flight starts its own embedded model")
     if any(w.sandbox.backend == "unsafe-local" for w in wfs) or sandbox == "unsafe-local":
         err.print("[bold red]WARNING:[/] unsafe-local runs LLM-written code on this machine WITHOUT isolation.")
-    root = Path(base.runs_dir)
+    root = Path(base.runs_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     try:
         leases = open_leases(root, base.checkpointer_url, lease_ttl)
@@ -79,9 +87,10 @@ def batch(
         _fail(f"cannot open the lease store for {base.checkpointer_url or root}: {exc}")
     run_overrides = {k: v for k, v in {"checkpointer_url": checkpointer_url, "sandbox": sandbox}.items() if v}
     live = console.is_terminal
-    b = Batch(wfs, root, parallel, leases, lambda w: _settings_for(w, config, deploy, sandbox),
-              run_overrides=run_overrides, wait_for_others=wait, on_change=None if live else _print_change)
-    console.print(f"batch: {len(wfs)} workflow(s), parallel {parallel}, runs in {root}, "
+    b = Batch(wfs, root, parallel, leases, lambda w: per_wf[w.name],
+              run_overrides=run_overrides, wait_for_others=wait, on_change=None if live else _print_change,
+              isolation=isolation)
+    console.print(f"batch: {len(wfs)} workflow(s), parallel {parallel} ({isolation}s), runs in {root}, "
                   f"checkpoints in {'Postgres' if base.checkpointer_url else 'SQLite per run'}, lease owner {leases.owner}",
                   highlight=False)
     try:
@@ -105,8 +114,14 @@ def _settings_for(w: Workflow, config: Optional[Path], deploy: dict, sandbox: Op
     return load_settings(config, o)
 
 
+_last: dict[str, str] = {}
+
+
 def _print_change(s: Slot) -> None:
     """Without a terminal (CI, logs): one line per state change instead of the live table."""
+    if s.state == "waiting" and _last.get(s.wf.name) == "waiting":
+        return
+    _last[s.wf.name] = s.state
     st = STYLE.get(s.state, "")
     line = f"[{st}]{s.state:<11}[/] {s.wf.name}" if st else f"{s.state:<11} {s.wf.name}"
     console.print(f"{line} {s.run_id or ''} {s.note}".rstrip(), highlight=False, markup=True)

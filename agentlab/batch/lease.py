@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 def new_owner() -> str:
@@ -114,14 +114,24 @@ class PgLeases:
 
         self.ttl = ttl
         self.owner = owner or new_owner()
+        self._url = url
         self._lock = threading.Lock()
         self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (key text PRIMARY KEY, owner text NOT NULL, "
                            "expires timestamptz NOT NULL)")
 
     def _one(self, sql: str, args: tuple) -> tuple | None:
+        import psycopg
+
         with self._lock:
-            return self._conn.execute(sql, args).fetchone()
+            try:
+                return self._conn.execute(sql, args).fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if not (self._conn.closed or self._conn.broken):
+                    raise
+                # the connection broke (database restart, network): reconnect once; each statement is atomic
+                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+                return self._conn.execute(sql, args).fetchone()
 
     def acquire(self, key: str) -> bool:
         row = self._one(
@@ -158,8 +168,9 @@ def open_leases(runs_dir: Path, checkpointer_url: str | None, ttl: float) -> Lea
 class Heartbeat:
     """Renews the held leases every ttl/3 seconds; remembers keys it failed to renew (`lost`)."""
 
-    def __init__(self, leases: Leases):
+    def __init__(self, leases: Leases, on_lost: Callable[[str], None] | None = None):
         self.leases = leases
+        self.on_lost = on_lost or (lambda key: None)
         self.keys: set[str] = set()
         self.lost: set[str] = set()
         self._lock = threading.Lock()
@@ -196,3 +207,4 @@ class Heartbeat:
                     with self._lock:
                         self.lost.add(k)
                         self.keys.discard(k)
+                    self.on_lost(k)

@@ -9,8 +9,11 @@ workflow leased by a live orchestrator elsewhere is retried once that lease expi
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -77,9 +80,10 @@ def find_run(runs_dir: Path, name: str) -> RunDir | None:
 class Batch:
     def __init__(self, workflows: list[Workflow], runs_dir: Path, parallel: int, leases: Leases,
                  settings_for: Callable[[Workflow], Settings], run_overrides: dict[str, Any] | None = None,
-                 wait_for_others: bool = True, on_change: Callable[[Slot], None] | None = None):
+                 wait_for_others: bool = True, on_change: Callable[[Slot], None] | None = None,
+                 isolation: str = "thread"):
         self.slots = [Slot(wf) for wf in workflows]
-        self.runs_dir = Path(runs_dir)
+        self.runs_dir = Path(runs_dir).resolve()  # absolute: GitPython's index.add chdir()s the whole process
         self.parallel = max(1, parallel)
         self.leases = leases
         self.settings_for = settings_for
@@ -88,11 +92,23 @@ class Batch:
         self.on_change = on_change or (lambda s: None)
         self.host = socket.gethostname()
         self.ns = batch_id(self.runs_dir)
-        self.heartbeat = Heartbeat(leases)
+        self.heartbeat = Heartbeat(leases, on_lost=self._lost)
+        self._children: dict[str, subprocess.Popen] = {}  # lease key -> worker process (isolation=process)
         self.stopping = threading.Event()
+        if isolation not in ("thread", "process"):
+            raise ValueError("isolation must be thread or process")
+        self.isolation = isolation
 
     def key(self, slot: Slot) -> str:
         return f"{self.ns}/{slot.wf.name}"
+
+    def _lost(self, key: str) -> None:
+        """Another orchestrator holds our lease now (we were paused or cut off): stop driving the run.
+        A child process is killed (its run continues elsewhere from the last checkpoint); a thread cannot
+        be stopped, which is why `--isolation process` is the safer choice across machines."""
+        child = self._children.get(key)
+        if child is not None and child.poll() is None:
+            child.kill()
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self, tick: Callable[[], None] = lambda: None) -> list[Slot]:
@@ -125,8 +141,13 @@ class Batch:
     # ---- one workflow -----------------------------------------------------------------------
     def _one(self, slot: Slot) -> None:
         key = self.key(slot)
-        if not self.leases.acquire(key):
-            h = self.leases.holder(key)
+        try:
+            got = self.leases.acquire(key)
+            h = None if got else self.leases.holder(key)
+        except Exception as exc:  # the lease store is unreachable: try again later, never drive unleased
+            slot.not_before = time.time() + max(1.0, self.leases.ttl / 3)
+            return self._set(slot, "waiting", f"lease store error: {type(exc).__name__}: {exc}"[:200])
+        if not got:
             run = find_run(self.runs_dir, slot.wf.name)
             if run is not None and run.meta().get("status") in ("done", "rejected"):
                 slot.run_id, slot.run_path = run.id, run.path
@@ -163,7 +184,8 @@ class Batch:
         run = find_run(self.runs_dir, wf.name)
         if run is None:
             settings = self.settings_for(wf)
-            run = RunDir.create(self.runs_dir, wf.idea)
+            with _CREATE_LOCK:  # RunDir.create -> git index.add changes the process's cwd for a moment
+                run = RunDir.create(self.runs_dir, wf.idea)
             settings.save(run.settings_path)
             run.write_meta(workflow=wf.name, workflow_file=wf.source, workflow_digest=wf.digest)
             run.log(f"batch: created for workflow {wf.name} ({wf.source})")
@@ -208,6 +230,11 @@ class Batch:
 
         run.write_meta(host=self.host, batch_owner=self.leases.owner)
         t0 = time.monotonic()
+        if self.isolation == "process":
+            try:
+                return self._drive_in_child(slot, run, first)
+            finally:
+                slot.drive_seconds += time.monotonic() - t0
         with (run.path / "logs" / "batch.log").open("a") as f:
             con = Console(file=f, width=120, force_terminal=False, soft_wrap=True)
             try:
@@ -226,7 +253,36 @@ class Batch:
         self._set(slot, outcome.status, note)
 
 
+    def _drive_in_child(self, slot: Slot, run: RunDir, first: Any) -> None:
+        """`python -m agentlab.batch.worker`: the run in its own process (no GIL sharing, crash-contained)."""
+        outcome_path = run.path / "logs" / "batch-outcome.json"
+        outcome_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "agentlab.batch.worker", str(run.path), json.dumps(first),
+               json.dumps(self.run_overrides), str(outcome_path), str(os.getpid())]
+        key = self.key(slot)
+        with (run.path / "logs" / "batch-worker.err").open("ab") as err:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            self._children[key] = child
+            try:
+                rc = child.wait()
+            finally:
+                self._children.pop(key, None)
+        if key in self.heartbeat.lost:
+            return self._set(slot, "interrupted", "lease lost to another orchestrator; worker stopped")
+        if not outcome_path.exists():
+            tail = (run.path / "logs" / "batch-worker.err").read_text(errors="replace").strip().splitlines()[-1:]
+            run.write_meta(pid=None, batch_error=f"worker exited {rc}: {' '.join(tail)}")
+            return self._set(slot, "failed", f"worker exited {rc}: {' '.join(tail)}"[:300])
+        out = json.loads(outcome_path.read_text())
+        slot.waiting = out.get("payload")
+        note = f"continued ({slot.resumed_from})" if slot.resumed_from else ""
+        if out["status"] == "stopped":
+            note = str((out.get("payload") or {}).get("message", ""))[:300]
+        self._set(slot, out["status"], note)
+
+
 _SKIP = object()
+_CREATE_LOCK = threading.Lock()
 
 
 def resume_command(slot: Slot) -> str:

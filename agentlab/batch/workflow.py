@@ -254,7 +254,11 @@ def load_workflow(path: str | Path) -> Workflow:
         raise WorkflowError(problems) from exc
     if problems:
         raise WorkflowError(problems)
-    return wf.model_copy(update={"source": str(path), "digest": hashlib.sha256(text.encode()).hexdigest()[:16]})
+    update: dict[str, Any] = {"source": str(path), "digest": hashlib.sha256(text.encode()).hexdigest()[:16]}
+    if wf.literature.papers_dir:  # relative to the workflow file, not to wherever batch was started
+        pd = (path.parent / Path(wf.literature.papers_dir).expanduser()).resolve()
+        update["literature"] = wf.literature.model_copy(update={"papers_dir": str(pd)})
+    return wf.model_copy(update=update)
 
 
 def workflow_files(path: str | Path) -> list[Path]:

@@ -34,21 +34,21 @@ class Meter:
         self.max_prompt = max(self.max_prompt, entry.prompt_tokens)
 
 
-def run_method(engine: CocEngine, method: str, question: str) -> tuple[str, list[int]]:
+def run_method(engine: CocEngine, method: str, question: str) -> tuple[str, list[int], list[dict]]:
+    """(answer, cited labels, clarification steps) for one method."""
     base = engine.cfg
+    variants = {"coc": {}, "coc_no_clarify": {"clarify": False}, "coc_no_pointback": {"pointback": False}}
     try:
-        if method == "coc":
-            return engine.run(question)[:2]
-        if method == "coc_no_clarify":
-            engine.cfg = replace(base, clarify=False)
-            return engine.run(question)[:2]
-        if method == "coc_no_pointback":
-            engine.cfg = replace(base, pointback=False)
-            return engine.run(question)[:2]
+        if method in variants:
+            engine.cfg = replace(base, **variants[method])
+            answer, cited, trail = engine.run(question)
+            steps = [{"clarification": s.clarification, "paras": s.labels, "answer": s.answer, "score": s.score}
+                     for s in trail.steps]
+            return answer, cited, steps
         if method == "topk":
-            return engine.topk_answer(question)
+            return (*engine.topk_answer(question), [])
         if method == "truncated":
-            return engine.truncated_answer(question)
+            return (*engine.truncated_answer(question), [])
     finally:
         engine.cfg = base
     raise ValueError(f"unknown method {method!r} (use {', '.join(METHODS)})")
@@ -67,9 +67,9 @@ def evaluate(items: list[Item], llm, cfg: CocConfig, chunk_tokens: int, methods:
             t0 = time.monotonic()
             error = ""
             try:
-                answer, cited = run_method(engine, method, item.question)
+                answer, cited, steps = run_method(engine, method, item.question)
             except (LLMError, ValueError) as exc:  # one bad reply is a wrong answer, not a crashed eval
-                answer, cited, error = "", [], str(exc)[:300]
+                answer, cited, steps, error = "", [], [], str(exc)[:300]
             except BudgetExceeded:
                 raise
             finally:
@@ -84,7 +84,7 @@ def evaluate(items: list[Item], llm, cfg: CocConfig, chunk_tokens: int, methods:
                 "recall": (hit / len(gold)) if gold else None,
                 "precision": (hit / len(cited) if cited else 0.0) if gold else None,
                 "calls": meter.calls, "tokens": meter.tokens, "max_prompt_tokens": meter.max_prompt,
-                "seconds": round(time.monotonic() - t0, 3), "error": error,
+                "seconds": round(time.monotonic() - t0, 3), "error": error, "steps": steps,
             })
         progress(f"[{n}/{len(items)}] {item.id} done")
     return rows

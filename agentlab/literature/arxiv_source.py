@@ -85,6 +85,9 @@ class Throttle:
         self.delay = delay
         self._last = 0.0
 
+    def mark(self) -> None:
+        self._last = time.monotonic()
+
     def wait(self) -> None:
         now = time.monotonic()
         if self._last and now - self._last < self.delay:

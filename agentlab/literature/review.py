@@ -26,7 +26,7 @@ _PAPER_KEYS = ("id", "title", "authors", "year", "primary_category", "abstract",
 
 
 def cache_store(settings: Settings) -> PaperStore:
-    return PaperStore(Path(settings.cache_dir).expanduser() / "papers.sqlite", chunk_tokens=settings.chunk_tokens)
+    return PaperStore(Path(settings.cache_dir).expanduser() / "papers.sqlite", chunk_tokens=None)  # text only
 
 
 def run_store(run, settings: Settings) -> PaperStore:
@@ -103,6 +103,8 @@ def run_literature_review(idea: str, feedback: list[str], settings: Settings, ll
     run.log(f"literature: {len(cands.papers)} candidates, {len(selected)} selected")
 
     throttle = ax.Throttle(settings.arxiv_delay)
+    if cands.papers and not settings.papers_dir and not settings.offline:
+        throttle.mark()  # the last API request was just now: the first download waits its turn
     papers: list[dict] = []
     for i, paper in enumerate(selected, 1):
         progress(f"[{i}/{len(selected)}] reading {paper['id']}: {paper.get('title', '')[:70]}")

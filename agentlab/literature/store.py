@@ -27,12 +27,15 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class PaperStore:
-    def __init__(self, path: Path | str, chunk_tokens: int = 256):
+    def __init__(self, path: Path | str, chunk_tokens: int | None = 256):
+        """`chunk_tokens=None`: a text-only store (the shared cache), which never chunks."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.chunk_tokens = chunk_tokens
         with closing(self._conn()) as c, c:
             c.executescript(_SCHEMA)
+            if chunk_tokens is None:
+                return
             row = c.execute("SELECT value FROM settings WHERE key='chunk_tokens'").fetchone()
             if row is None:
                 c.execute("INSERT INTO settings VALUES ('chunk_tokens', ?)", (str(chunk_tokens),))
@@ -49,6 +52,8 @@ class PaperStore:
 
     def _write_chunks(self, c: sqlite3.Connection, paper_id: str, text: str) -> int:
         c.execute("DELETE FROM chunks WHERE paper_id=?", (paper_id,))
+        if self.chunk_tokens is None:
+            return 0
         chunks = chunk_text(text, self.chunk_tokens) if text.strip() else []
         c.executemany("INSERT INTO chunks VALUES (?,?,?,?)", [(paper_id, ch.id, ch.text, ch.tokens) for ch in chunks])
         return len(chunks)

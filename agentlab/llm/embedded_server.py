@@ -297,11 +297,12 @@ class Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {self.path}", "invalid_request_error")
 
     def do_POST(self) -> None:  # noqa: N802
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # always drain (keep-alive)
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._error(404, f"no route {self.path}", "invalid_request_error")
             return
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
                 raise RequestError("request body must be a JSON object")
             result = self.engine.complete(body)
@@ -353,11 +354,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
     args = ap.parse_args(argv)
     gguf = locate_gguf()
-    # bind first: a busy port fails in a second, not after the model load
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    # bind first (a busy port fails in a second, not after the model load); listen only once loaded,
+    # so readiness probes are refused rather than queued during the load
+    server = ThreadingHTTPServer((args.host, args.port), Handler, bind_and_activate=False)
     server.daemon_threads = True
+    try:
+        server.server_bind()
+    except OSError:
+        server.server_close()
+        raise
     engine = Engine(gguf, args.threads, args.max_new_tokens_cap)
     Handler.engine = engine
+    server.server_activate()
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     print(f"agentlab embedded server: {MODEL_ID} loaded from {engine.source} in "

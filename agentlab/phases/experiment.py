@@ -90,7 +90,7 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
         (workdir / "main.py").write_text(code.code)
         ctx.progress("experiment", f"attempt {n}: running in {sandbox.name}")
         job = Job(id=f"{run.id}-experiment-{n}", workdir=str(workdir), command=["python", "main.py"],
-                  limits=Limits(wall_seconds=s.attempt_timeout, memory_mb=s.attempt_memory_mb),
+                  limits=Limits(wall_seconds=s.attempt_timeout, memory_mb=s.attempt_memory_mb, gpus=s.attempt_gpus),
                   labels={"agentlab.run": run.id, "agentlab.node": "experiment", "agentlab.attempt": str(n)})
         res = sandbox.run(job)
         results, reason = (None, f"{res.reason}, exit code {res.exit_code}")

@@ -18,13 +18,8 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     result = review_report(state["report"], rctx, ctx.settings, ctx.llm, ctx.run, lambda m: ctx.progress("review", m))
     reviews = list(state.get("reviews") or []) + [result]
     revise = result["decision"] == "revise" and revision <= ctx.settings.max_revisions
-    out = {"reviews": reviews, "_next": "write_report" if revise else "checkpoint"}
-    if revise:  # the criticism becomes the writer's feedback for the next revision
-        pending = dict(state.get("feedback") or {})
-        weak = [w for r in result["reviews"] for w in r.get("weaknesses", [])][:8]
-        pending["write_report"] = list(pending.get("write_report", [])) + [f"Reviewer: {w}" for w in weak]
-        out["feedback"] = pending
-    return out
+    # on "revise" the writer sees these reviews as `prior_reviews` (report_context) and rewrites what they criticise
+    return {"reviews": reviews, "_next": "write_report" if revise else "checkpoint"}
 
 
 def _route(update: dict) -> str:

@@ -59,7 +59,8 @@ def datasets(ctx: dict) -> dict[str, Dataset]:
     if attempts:
         names = sorted({k for a in attempts for k, v in (a.get("metrics") or {}).items() if _num(v)})
         out["attempts"] = {"path": "experiments/attempt-N/results.json", "rows": [
-            {"attempt": a.get("n"), "status": a.get("status", ""), **{k: (a.get("metrics") or {}).get(k) for k in names}}
+            {"attempt": a.get("n"), "status": a.get("status", ""), **{k: (a.get("metrics") or {}).get(k) for k in names},
+             "_path": a.get("results_path") or f"experiments/attempt-{a.get('n')}/results.json"}
             for a in attempts]}
     tables = results.get("tables")
     if isinstance(tables, dict):
@@ -78,14 +79,16 @@ def datasets(ctx: dict) -> dict[str, Dataset]:
 
 def describe(data: dict[str, Dataset], max_rows: int = 12) -> list[dict]:
     """A compact view of the datasets for the prompt."""
-    return [{"name": n, "columns": _columns(d["rows"]), "rows": d["rows"][:max_rows], "n_rows": len(d["rows"])}
+    return [{"name": n, "columns": _columns(d["rows"]), "n_rows": len(d["rows"]),
+             "rows": [{k: v for k, v in r.items() if not str(k).startswith("_")} for r in d["rows"][:max_rows]]}
             for n, d in data.items()]
 
 
 def _columns(rows: list[dict]) -> list[str]:
+    """Column names in first-seen order ("_"-prefixed keys are bookkeeping, not data)."""
     cols: list[str] = []
     for r in rows:
-        cols += [c for c in r if c not in cols]
+        cols += [c for c in r if c not in cols and not str(c).startswith("_")]
     return cols
 
 
@@ -104,7 +107,10 @@ def build_table(spec: TableSpec, data: dict[str, Dataset], n: int) -> tuple[str,
             v = r.get(c)
             cells.append(fmt_value(v))
             if _num(v) and not isinstance(v, bool):
-                trace.append({"number": fmt_value(v), "source": f"{ds['path']}: {spec.source} row {i + 1}, {c}",
+                where = f"{ds['path']}: {spec.source} row {i + 1}, {c}"
+                if "_path" in r:
+                    where = "attempt number" if c == "attempt" else f"{r['_path']}: metrics.{c}"
+                trace.append({"number": fmt_value(v), "source": where,
                               "status": "ok", "section": f"table {n}", "context": "generated from the data"})
         body.append(cells)
     align = "".join("r" if all(_num(r.get(c)) or r.get(c) is None for r in ds["rows"]) else "l" for c in cols)

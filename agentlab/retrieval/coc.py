@@ -141,6 +141,8 @@ class CocEngine:
 
     def point_back(self, question: str, clarification: str, query: str, key: str | None) -> list[int]:
         candidates = self.pack(self.ranked(query), self.cfg.context_budget)
+        if not candidates:
+            return []
         allowed = {p.label for p in candidates}
         got = self.call("coc_pointback", CocPointback, "coc pointback", key, question=question,
                         clarification=fence(clarification), passages=self.shown(candidates))

@@ -158,13 +158,17 @@ class BwrapSandbox(Sandbox):
                 cg.join()
             apply_rlimits(lim, with_memory=cg is None, with_nproc=cg is None)
 
-        reason: str | None = None
         start = time.monotonic()
-        proc = subprocess.Popen(
-            build_argv(job), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=prepare_child,
-            env={"PATH": "/usr/bin:/bin"},  # bwrap's own pid-1 is visible in the job's /proc: give it no secrets
-        )  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                build_argv(job), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, preexec_fn=prepare_child,
+                env={"PATH": "/usr/bin:/bin"},  # bwrap's own pid-1 is visible in the job's /proc: give it no secrets
+            )  # fmt: skip
+        except BaseException:
+            if cg is not None:
+                cg.remove()
+            raise
         killed_for: list[tuple[str, str]] = []
 
         def kill(why: str, detail: str) -> None:
@@ -186,7 +190,10 @@ class BwrapSandbox(Sandbox):
                     kill("timeout", f"wall-clock limit of {lim.wall_seconds:g} s reached")
                 elif cg is not None and (cg.cpu_seconds() or 0.0) > cpu_budget:
                     kill("timeout", f"CPU time limit of {cpu_budget:g} s reached")
-                time.sleep(0.05)
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
         finally:
             _kill_tree(proc, cg)  # leaves nothing behind: daemons, orphans, stopped processes
             proc.wait()

@@ -140,7 +140,8 @@ class DockerSandbox(Sandbox):
         log_cap = max(lim.max_output_bytes * 10, 10_000_000)
         container = self.client.containers.create(
             self._image(lim.gpus),
-            command=["python", f"{CODE_DIR}/agentlab/sandbox/launcher.py", *job.command],
+            command=["python", f"{CODE_DIR}/agentlab/sandbox/launcher.py", "--wall", str(lim.wall_seconds + 5), "--",
+                     *job.command],  # fmt: skip
             name=container_name(job.id), labels=labels, environment=env, working_dir=JOB_DIR,
             user=self._user(workdir), network_mode="none", read_only=True, volumes=volumes,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.memory_mb}m,mode=1777", f"{JOB_DIR}/.job": "rw,size=64k"},
@@ -197,35 +198,41 @@ class DockerSandbox(Sandbox):
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
-        pumps = [OutputPump(None, meta / n, lim.max_output_bytes, lambda: kill("output_limit", f"output cap of {lim.max_output_bytes * HARD_OUTPUT_FACTOR} bytes exceeded")) for n in ("stdout.log", "stderr.log")]  # type: ignore[arg-type]
+        cap_msg = f"output cap of {lim.max_output_bytes * HARD_OUTPUT_FACTOR} bytes exceeded"
+        pumps = [
+            OutputPump(None, meta / n, lim.max_output_bytes, lambda: kill("output_limit", cap_msg))  # type: ignore[arg-type]
+            for n in ("stdout.log", "stderr.log")
+        ]
         threads = [
             threading.Thread(target=_stream_logs, args=(container, pumps[0], True), daemon=True),
             threading.Thread(target=_stream_logs, args=(container, pumps[1], False), daemon=True),
         ]
         for t in threads:
             t.start()
+        # If this loop is interrupted (Ctrl-C, API error) the container is left for a resumed run to reattach;
+        # its launcher enforces the wall clock on its own, so nothing runs unbounded.
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                break
+            if time.time() > deadline:
+                kill("timeout", f"wall-clock limit of {lim.wall_seconds:g} s reached")
+            time.sleep(0.1)
+        for t in threads:
+            t.join(timeout=10)
+        state = container.attrs.get("State", {})
         try:
-            while True:
-                container.reload()
-                if container.status in ("exited", "dead"):
-                    break
-                if time.time() > deadline:
-                    kill("timeout", f"wall-clock limit of {lim.wall_seconds:g} s reached")
-                time.sleep(0.1)
-            for t in threads:
-                t.join(timeout=10)
-            state = container.attrs.get("State", {})
-        finally:
-            try:
-                container.remove(force=True)
-            except Exception:  # noqa: BLE001
-                pass
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
         rc = state.get("ExitCode")
         detail = f"container {container.short_id}" + (" (reattached after a restart)" if attached else "")
         if killed_for:
             reason, detail = killed_for[0][0], f"{detail}; {killed_for[0][1]}"
         elif state.get("OOMKilled"):
             reason, detail = "memory", f"{detail}; memory limit of {lim.memory_mb} MB exceeded"
+        elif rc == 124 and b"launcher: wall-clock limit" in pumps[1].tail_bytes():
+            reason, detail = "timeout", f"{detail}; wall-clock limit of {lim.wall_seconds:g} s reached (in-container deadline)"
         elif rc == 128 + 24:  # SIGXCPU
             reason, detail = "timeout", f"{detail}; CPU time limit reached"
         elif rc in (128 + 9, 128 + 15):

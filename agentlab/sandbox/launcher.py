@@ -10,9 +10,17 @@ import signal
 import sys
 
 
+WALL_EXIT = 124  # exit status when the launcher's own wall-clock deadline fired
+
+
 def main(argv: list[str]) -> int:
+    wall = 0.0
+    if argv[:1] == ["--wall"]:  # a deadline that holds even if no orchestrator is watching any more
+        wall, argv = float(argv[1]), argv[2:]
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
     if not argv:
-        print("usage: launcher.py COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: launcher.py [--wall SECONDS] [--] COMMAND [ARGS...]", file=sys.stderr)
         return 2
     pid = os.fork()
     if pid == 0:
@@ -23,6 +31,14 @@ def main(argv: list[str]) -> int:
             os._exit(127)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: os.kill(pid, s))
+
+    def deadline(_s, _f) -> None:
+        print(f"launcher: wall-clock limit of {wall:g} s reached", file=sys.stderr, flush=True)
+        os._exit(WALL_EXIT)  # PID 1 exits: the kernel kills everything else in the container
+
+    if wall > 0:
+        signal.signal(signal.SIGALRM, deadline)
+        signal.setitimer(signal.ITIMER_REAL, wall)
     while True:
         try:
             done, status = os.wait()

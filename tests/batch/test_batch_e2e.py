@@ -41,6 +41,7 @@ def test_parallel_batch_survives_a_failure_parks_and_restarts(agent_env, llm_ser
     assert f"agentlab resume {parked.id} --approve" in out and f"agentlab resume {stopped.id}" in out
     assert "1 done" in out and "1 parked" in out and "1 stopped" in out
     assert (done.path / "logs" / "batch.log").exists() and meta(done)["workflow_file"].endswith("finishes.yaml")
+    assert '"status": "done"' in (done.path / "logs" / "batch-outcome.json").read_text()  # default: a worker process
 
     # restart: nothing is redone, nothing is duplicated, the parked run is still listed
     calls = len(llm_server.requests)
@@ -73,10 +74,58 @@ def test_a_killed_orchestrator_s_run_is_continued_not_restarted(agent_env, llm_s
     assert run.effective_status() == "interrupted"
     seen_before = len(llm_server.keys_seen())
 
-    r = batch(str(wf), "--lease-ttl", "2")
+    r = batch(str(wf), "--lease-ttl", "2", "--isolation", "thread")
     assert r.exit_code == 0, r.output
     assert [x.id for x in runs_by_workflow(runs_dir)["kv"]] == [run.id]  # the same run, continued
     assert meta(run)["status"] == "done" and "continued (interrupted)" in r.output
     after = llm_server.keys_seen()[seen_before:]
     assert "Interpretation" in after and "Review" in after
     assert "Plan" not in after and "ExperimentCode" not in after  # finished steps were not redone (nor paid)
+
+
+def test_thread_isolation_drives_runs_inside_the_orchestrator(agent_env, llm_server, tmp_path):
+    full_run(llm_server)
+    wf = tmp_path / "wf"
+    workflow(wf, "p1", "Does sink plus window KV eviction keep error low at 4x?")
+    workflow(wf, "p2", "Does sink plus window KV eviction keep error low at 8x?", checkpoints="[plan]")
+    r = batch(str(wf), "--parallel", "2", "--isolation", "thread")
+    by = runs_by_workflow(Path(agent_env["AGENTLAB_RUNS_DIR"]))
+    assert r.exit_code == 0, r.output
+    assert meta(by["p1"][0])["status"] == "done" and meta(by["p2"][0])["status"] == "parked"
+    assert f"agentlab resume {by['p2'][0].id} --approve" in r.output
+    import os
+
+    assert meta(by["p1"][0])["batch_owner"].split(":")[1] == str(os.getpid())  # driven in this process
+    assert not (by["p1"][0].path / "logs" / "batch-outcome.json").exists()
+
+
+def test_a_run_whose_lease_is_taken_is_stopped_not_driven_twice(agent_env, llm_server, tmp_path):
+    """Process isolation fences a paused/cut-off orchestrator: losing the lease kills the run's worker."""
+    import threading
+
+    from agentlab.batch.lease import FileLeases
+    from agentlab.batch.scheduler import Batch
+    from agentlab.batch.workflow import load_workflows
+    from agentlab.config import load_settings
+    from tests.batch.helpers import in_experiment, wait_until
+
+    full_run(llm_server, ExperimentCode=slow_experiment(20))
+    wf = tmp_path / "wf"
+    workflow(wf, "fenced", "Does sink plus window KV eviction keep error low at 4x?")
+    runs_dir = Path(agent_env["AGENTLAB_RUNS_DIR"])
+    leases = FileLeases(runs_dir / ".batch" / "leases", ttl=1.5)
+    b = Batch(load_workflows(wf), runs_dir, 1, leases,
+              lambda w: load_settings(None, {**w.to_overrides(), "runs_dir": str(runs_dir)}), isolation="process")
+    t = threading.Thread(target=b.run, daemon=True)
+    t.start()
+    wait_until(lambda: in_experiment(runs_dir, ["fenced"]), 120, "the run to reach its experiment")
+    lease_file = next((runs_dir / ".batch" / "leases").glob("*.lease"))
+    thief = FileLeases(lease_file.parent, ttl=60, owner="other-host:1:thief")
+    lease_file.unlink()  # as if our lease had expired while this orchestrator was paused
+    assert thief.acquire(b.key(b.slots[0]))
+    t.join(timeout=30)
+    assert not t.is_alive()
+    slot = b.slots[0]
+    assert slot.state == "interrupted" and "lease lost" in slot.note
+    run = runs_by_workflow(runs_dir)["fenced"][0]
+    assert run.effective_status() == "interrupted"  # its worker is gone: the thief may continue it

@@ -49,6 +49,11 @@ def test_defaults_and_name_from_file(tmp_path):
     assert wf.checkpoints == ["plan", "report"] and wf.on_checkpoint == "park" and wf.sandbox.backend == "auto"
     assert load_workflow(write(tmp_path, "n.yaml", "idea: A long enough idea\ncheckpoints: none\n")).checkpoints == []
     assert len(wf.digest) == 16
+    sub = tmp_path / "studies"
+    sub.mkdir()
+    wf = load_workflow(write(sub, "p.yaml", "idea: A long enough idea\nliterature: {papers_dir: ../pdfs}\n"))
+    assert wf.literature.papers_dir == str(tmp_path / "pdfs")  # relative to the workflow file
+    assert load_settings(None, wf.to_overrides(), env={}).papers_dir == str(tmp_path / "pdfs")
 
 
 def test_yaml_errors_name_file_line_and_key(tmp_path):

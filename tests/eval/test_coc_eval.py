@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from agentlab.eval.cli import eval_app
 from agentlab.eval.qa import f1, load_qa
 from agentlab.eval.synthetic import KINDS, make_item, make_set
+from tests.literature.fixture_paths import QA, QASPER_DEV, need
 from tests.retrieval.scripted_coc import install
 
-QA = Path(__file__).resolve().parent.parent / "fixtures" / "qa"
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def _run(srv, out: Path, *extra: str):
 def test_eval_coc_synthetic_and_qasper(cli_env):
     srv, tmp = cli_env
     out = tmp / "res" / "coc.json"
-    res = _run(srv, out, "--lengths", "8k,32k", "--n", "1", "--qa-file", str(QA / "qasper-dev-v0.1.json"),
+    res = _run(srv, out, "--lengths", "8k,32k", "--n", "1", "--qa-file", str(need(QASPER_DEV)),
                "--context-budget", "3000")
     assert res.exit_code == 0, res.output
     assert "method" in res.output and "coc_no_pointback" in res.output and "truncated" in res.output
@@ -74,9 +74,9 @@ def test_synthetic_set_is_seeded_and_gold_chunks_hold_the_facts():
 
 
 def test_real_qa_loaders():
-    leval = load_qa(QA / "leval_scientific_qa.jsonl", 2)
+    leval = load_qa(need(QA / "leval_scientific_qa.jsonl"), 2)
     assert len(leval) >= 10 and all(i.text and i.question and i.answer for i in leval)
-    qasper = load_qa(QA / "qasper-dev-v0.1.json", 4)
+    qasper = load_qa(need(QASPER_DEV), 4)
     assert qasper and qasper[0].id.startswith("qasper-1912.01214")
     assert f1("the cat sat", "a cat sat down") > 0.5 and f1("", "x") == 0.0
 
@@ -85,7 +85,7 @@ def test_real_qa_loaders():
 def test_eval_coc_128k_and_leval(cli_env):
     srv, tmp = cli_env
     out = tmp / "coc128.json"
-    res = _run(srv, out, "--lengths", "128k", "--n", "1", "--qa-file", str(QA / "leval_scientific_qa.jsonl"),
+    res = _run(srv, out, "--lengths", "128k", "--n", "1", "--qa-file", str(need(QA / "leval_scientific_qa.jsonl")),
                "--methods", "coc,topk,truncated")
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())

@@ -12,8 +12,10 @@ from agentlab.literature.arxiv_source import bibtex_for
 from agentlab.literature.local import parse_bibtex, scan_dir
 from agentlab.literature.pdftext import PdfError, chunk_text, estimate_tokens, pdf_to_text
 from agentlab.literature.store import PaperStore
+from tests.literature.fixture_paths import HAVE_PDFS, PDFS
 
-PDFS = Path(__file__).resolve().parent.parent / "fixtures" / "pdfs"
+pytestmark = pytest.mark.skipif(not HAVE_PDFS, reason="real PDF fixtures not available")
+
 SHARED_TEXT = Path("/work/shared/fixtures/paper_text/2304.02623v1.symbols.txt")
 
 
@@ -121,3 +123,9 @@ def test_local_folder_pairs_bibtex_with_pdfs(tmp_path):
     assert paper["year"] == 2017 and paper["primary_category"] == "cs.CL"
     assert found["local:nopdf2024"][1] is None and found["local:nopdf2024"][0]["title"] == "A Paper Without a PDF"
     assert found["2304.02623v1"][1].name == "2304.02623v1.pdf"
+
+
+def test_text_only_cache_store_never_chunks(tmp_path, texts):
+    cache = PaperStore(tmp_path / "cache.sqlite", chunk_tokens=None)
+    assert cache.put({"id": "x"}, texts["2304.02623v1.pdf"], full_text=True) == 0
+    assert cache.text("x").startswith("Beyond Summarization") and cache.chunks("x") == []

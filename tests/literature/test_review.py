@@ -17,9 +17,10 @@ from agentlab.llm import LLM, Ledger
 from agentlab.retrieval import open_store
 from agentlab.runs import RunDir
 from tests.fakes.arxiv_server import FakeArxiv
+from tests.literature.fixture_paths import HAVE_PDFS, PDFS
 from tests.retrieval.scripted_coc import install
 
-PDFS = Path(__file__).resolve().parent.parent / "fixtures" / "pdfs"
+pytestmark = pytest.mark.skipif(not HAVE_PDFS, reason="real PDF fixtures not available")
 IDEA = "testing deep learning models for robustness"
 FEEDBACK = ["focus on H2O and SnapKV"]
 

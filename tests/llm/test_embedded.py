@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 
@@ -168,6 +169,26 @@ def test_stream_is_one_chunk_with_usage(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "Paris" in text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_concurrent_requests_are_serialised(client):
+    def ask(_: int) -> int:
+        r = client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, max_tokens=4, temperature=0)
+        return r.usage.completion_tokens
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert list(pool.map(ask, range(3))) == [4, 4, 4]
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_context_overflow_is_a_400(client):
+    huge = [{"role": "user", "content": "word " * 9000}]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=MODEL_ID, messages=huge, max_tokens=8)
+    assert err.value.body["code"] == "context_length_exceeded"
 
 
 @pytest.mark.model

@@ -75,3 +75,22 @@ def test_human_pieces_on_a_run_without_a_report(tmp_path):
     assert human.scores_table(run, con).row_count == 0 and human.trace_table(run, con).row_count == 0
     assert human.render_pages_png(run, tmp_path / "png") == []
     assert "no reviews yet" in con.export_text()
+
+
+def test_a_revision_rechecks_kept_sections_against_new_data(srv, tmp_path):
+    writer = script(srv, Writer())
+    srv.on("RevisionPlan", {"sections": [], "instructions": {}})
+    llm, s = make_llm(srv, tmp_path, report_fix_rounds=1)
+    run = make_run(tmp_path)
+    ctx = load_ctx()
+    write_report(ctx, s, llm, run, lambda m: None)
+    assert not [k for k in writer.seen if k[0] == "fix"]
+    ctx2 = json.loads(json.dumps(ctx))  # a new experiment changed the perplexity
+    ctx2.update(revision=2, memo_prefix="write_report/v2/rev2")
+    ctx2["results"]["metrics"]["perplexity"] = 15.1
+    ctx2["results"]["details"]["per_budget"][1]["perplexity"] = 15.1
+    ctx2["attempts"][1]["metrics"]["perplexity"] = 15.1
+    rep2 = write_report(ctx2, s, llm, run, lambda m: None)
+    assert {("fix", "abstract"), ("fix", "results")} <= set(writer.seen)
+    assert any("chose no section" in p for p in rep2["problems"])
+    assert {t["number"] for t in rep2["trace"] if t["status"] == "untraced"} == {"14.24", "2.4%"}

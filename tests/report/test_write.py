@@ -131,3 +131,17 @@ def test_rerun_pays_nothing_twice(srv, tmp_path):
 def test_unknown_template_is_a_report_failure(srv, tmp_path):
     with pytest.raises(ReportFailed, match="unknown report template 'nope'"):
         _write(srv, tmp_path, template="nope")
+
+
+def test_a_report_that_cannot_compile_stops_with_the_log(srv, tmp_path, monkeypatch):
+    import shutil
+
+    from agentlab.paths import templates_dir
+
+    broken = tmp_path / "templates"
+    shutil.copytree(templates_dir(), broken)
+    main = broken / "article" / "main.tex.j2"
+    main.write_text(main.read_text().replace(r"\begin{document}", "\\begin{document}\n\\brokenpreamblemacro"))
+    monkeypatch.setenv("AGENTLAB_TEMPLATES_DIR", str(broken))
+    with pytest.raises(ReportFailed, match=r"(?s)does not compile.*Undefined control sequence.*brokenpreamblemacro"):
+        _write(srv, tmp_path)

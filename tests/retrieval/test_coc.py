@@ -111,3 +111,15 @@ def test_no_text_means_no_call(env):
     ans = ask("anything?", ["missing"], store, s, llm)
     assert ans.grounding == [] and not srv.requests
     assert re.search("no paper text", ans.text)
+
+
+def test_memo_key_makes_a_repeated_question_free(env, tmp_path):
+    s, _, store, srv = env
+    item = make_item("needle", 8000, 7)
+    store.put({"id": "p"}, item.text, full_text=True)
+    llm = LLM(s, Ledger(None), memo_dir=tmp_path / "memo")
+    first = ask(item.question, ["p"], store, s, llm, memo_key="plan/v1/ask/0")
+    n = len(srv.requests)
+    again = ask(item.question, ["p"], store, s, llm, memo_key="plan/v1/ask/0")
+    assert len(srv.requests) == n and again.calls == 0
+    assert (again.text, again.grounding) == (first.text, first.grounding)

@@ -124,3 +124,20 @@ def test_docker_reattaches_instead_of_duplicating(tmp_path):
                            filters={"label": f"{LABEL}.job-id={job.id}", "type": "container", "event": "create"})
     assert [e["id"] for e in events] == [cid]  # exactly one container with this job's labels ever existed
     assert client.containers.list(all=True, filters={"label": f"{LABEL}.job-id={job.id}"}) == []  # cleaned up
+
+
+@pytest.mark.slow
+def test_docker_container_enforces_its_deadline_without_a_watcher(tmp_path):
+    cls = _REGISTRY["docker"]()
+    ok, why = cls.check()
+    if not ok:
+        pytest.skip(f"docker unavailable here: {why}")
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "main.py").write_text("import time\ntime.sleep(600)\n")
+    job = Job(id=f"orphan-{uuid.uuid4().hex[:8]}", workdir=str(wd), command=["python", "main.py"],
+              limits=Limits(wall_seconds=1, memory_mb=256))  # fmt: skip
+    container = cls().create(job)  # started, and nobody watches it
+    container.wait(timeout=120)  # returns because the in-container launcher stops the job by itself
+    result = cls().run(job)  # a resumed run collects the outcome
+    assert result.reason == "timeout" and "in-container deadline" in result.detail, result

@@ -84,7 +84,7 @@ def ray_cluster():
                 ray.shutdown()
         except Exception:
             pass
-        _stop_group(proc)
+        _stop_group(proc, grace=10.0)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -60,6 +60,13 @@ def test_pg_leases_one_owner_and_takeover_after_expiry(postgres_url, tmp_path):
         assert b.acquire("ns/kv") and not a.renew("ns/kv")
         b.release("ns/kv")
         assert a.holder("ns/kv") is None
+        # the database drops b's connection (restart, failover): b reconnects on its next statement
+        import psycopg
+
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            pid = b._conn.info.backend_pid
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert b.acquire("ns/kv") and b._conn.info.backend_pid != pid
     finally:
         a.close()
         b.close()

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+from agentlab.modules import apidoc
+
+
+def test_importing_the_package_and_apidoc_does_not_import_torch():
+    code = ("import sys, agentlab.modules, agentlab.modules.apidoc as a; a.render_api_doc(); "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_every_public_function_documents_what_it_returns_with_an_example():
+    funcs = apidoc.public_functions()
+    assert len(funcs) > 40
+    missing = [f"{f.module}.{f.name}" for f in funcs if "Returns:" not in f.doc or "Example:" not in f.doc]
+    assert missing == []
+
+
+def test_the_api_doc_lists_every_public_function_with_a_code_example():
+    doc = apidoc.render_api_doc()
+    for f in apidoc.public_functions():
+        assert f"`{f.module}.{f.name}(" in doc
+    assert doc.count("```python") >= len(apidoc.public_functions())
+    assert "KVStats` (dataclass)" in doc and "compression_ratio" in doc
+
+
+def test_lazy_submodule_access():
+    import agentlab.modules as m
+
+    assert m.apidoc is apidoc
