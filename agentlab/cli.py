@@ -86,6 +86,8 @@ def run(
     max_tokens: Optional[int] = typer.Option(None, help="Budget in tokens."),
     max_minutes: Optional[float] = typer.Option(None, help="Budget in active minutes."),
     max_papers: Optional[int] = typer.Option(None, help="Papers to read."),
+    papers: Optional[Path] = typer.Option(None, help="Your own reading list: a directory of PDFs and/or BibTeX."),
+    offline: Optional[bool] = typer.Option(None, "--offline/--online", help="Use only cached/local papers."),
     max_attempts: Optional[int] = typer.Option(None, help="Experiment attempts per visit."),
     sandbox: Optional[str] = typer.Option(None, help="auto | bwrap | docker | unsafe-local."),
     runs_dir: Optional[Path] = typer.Option(None, help="Where runs live (default ./runs)."),
@@ -98,6 +100,7 @@ def run(
         settings = load_settings(config, _overrides(
             on_checkpoint=on_checkpoint, checkpoints=checkpoints, base_url=base_url, model=model, max_cost=max_cost,
             max_tokens=max_tokens, max_minutes=max_minutes, max_papers=max_papers, max_attempts=max_attempts,
+            papers_dir=str(papers.resolve()) if papers else None, offline=offline,
             sandbox=sandbox, runs_dir=str(runs_dir) if runs_dir else None))
     except ConfigError as exc:
         _fail(str(exc))

@@ -71,6 +71,7 @@ class Settings:
     context_budget_tokens: int = 6000  # most document text in one CoC call
     retriever: str = "bm25"  # bm25 | embedding
     # --- end literature ---
+    plan_grounded_question: bool = True  # the plan asks the papers (CoC) what bears on the idea
     # experiment
     sandbox: str = "auto"
     max_attempts: int = 3
@@ -132,6 +133,8 @@ _ENV = {
     "AGENTLAB_CHECKPOINTER_URL": "checkpointer_url",
     "AGENTLAB_BACKOFF_BASE": "backoff_base",
     "AGENTLAB_STRUCTURED_MODE": "structured_mode",
+    "AGENTLAB_OFFLINE": "offline",
+    "AGENTLAB_PAPERS_DIR": "papers_dir",
 }
 
 
@@ -145,6 +148,8 @@ def _coerce(name: str, value: Any) -> Any:
             return parse_checkpoints(value)
         if value is None:
             return None
+        if t.startswith("bool"):
+            return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
         if t.startswith("float"):
             return float(value)
         if t.startswith("int"):

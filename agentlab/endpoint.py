@@ -7,10 +7,10 @@ from dataclasses import replace
 from typing import Iterator
 
 from rich.console import Console
+from rich.panel import Panel
 
 from agentlab.config import Settings
 from agentlab.llm import LLMError
-from agentlab.paths import prompts_dir
 
 
 def embedded_available() -> tuple[bool, str]:
@@ -37,8 +37,20 @@ def resolve_endpoint(settings: Settings, console: Console | None = None) -> Iter
         )
     from agentlab.llm.embedded import EmbeddedServer
 
-    notice = (prompts_dir() / "embedded_notice.txt")
-    if console is not None and notice.exists():
-        console.print(f"[bold yellow]{notice.read_text().strip()}[/]")
-    with EmbeddedServer(threads=None) as srv:
-        yield replace(settings, base_url=srv.base_url, api_key=srv.api_key, model=srv.model, models={})
+    from agentlab.llm.embedded import notice_text
+
+    if console is not None:
+        console.print(Panel(notice_text(), title="embedded demonstration model", border_style="yellow"))
+    with EmbeddedServer(threads=None, max_new_tokens_cap=EMBEDDED_PROFILE["max_output_tokens"]) as srv:
+        yield embedded_profile(settings, srv.base_url, srv.api_key, srv.model)
+
+
+#: what a 135M-parameter model with an 8k context on a CPU can carry (the notice tells the user)
+EMBEDDED_PROFILE = {"max_output_tokens": 384, "request_timeout": 900.0, "n_reviewers": 1, "max_revisions": 0,
+                    "coc_depth": 1, "coc_branching": 1, "search_rounds": 1, "context_budget_tokens": 2500,
+                    "plan_grounded_question": False, "api_doc_mode": "compact", "structured_mode": "json_schema"}
+
+
+def embedded_profile(settings: Settings, base_url: str, api_key: str, model: str) -> Settings:
+    known = {k: v for k, v in EMBEDDED_PROFILE.items() if hasattr(settings, k)}
+    return replace(settings, base_url=base_url, api_key=api_key, model=model, models={}, **known)

@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="runs per parallelism level")
     ap.add_argument("--parallel", default="1,2,4,8")
     ap.add_argument("--sandbox", default="unsafe-local", help="unsafe-local runs only the scripted, known program")
-    ap.add_argument("--isolation", default="thread", help="thread, process, or thread,process")
+    ap.add_argument("--isolation", default="thread,process", help="thread, process, or both (comma list)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows = []
@@ -103,12 +103,12 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     print(f"\nagentlab batch throughput ({args.runs} full scripted runs per level, {os.cpu_count()} CPUs, "
           f"sandbox {args.sandbox})")
-    print(f"{'isolation':>9} {'parallel':>8} {'runs/min':>9} {'speedup':>8} {'run wall s':>10} {'agentlab s':>10} {'llm s':>7} "
-          f"{'sandbox s':>9} {'batch s':>8}")
+    print(f"{'isolation':>9} {'parallel':>8} {'runs/min':>9} {'speedup':>8} {'run wall s':>10} {'agentlab s':>10} "
+          f"{'llm s':>7} {'sandbox s':>9} {'batch s':>8}")
     for r in rows:
         base = next(x for x in rows if x["isolation"] == r["isolation"])["runs_per_min"] or 1.0
-        print(f"{r['isolation']:>9} {r['parallel']:>8} {r['runs_per_min']:>9.2f} {r['runs_per_min'] / base:>8.2f} {r['run_wall_s']:>10.2f} "
-              f"{r['agentlab_s']:>10.2f} {r['llm_s']:>7.2f} {r['sandbox_s']:>9.2f} {r['batch_overhead_s']:>8.3f}")
+        print(f"{r['isolation']:>9} {r['parallel']:>8} {r['runs_per_min']:>9.2f} {r['runs_per_min'] / base:>8.2f} "
+              f"{r['run_wall_s']:>10.2f} {r['agentlab_s']:>10.2f} {r['llm_s']:>7.2f} {r['sandbox_s']:>9.2f} {r['batch_overhead_s']:>8.3f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -91,7 +91,8 @@ def batch(
               run_overrides=run_overrides, wait_for_others=wait, on_change=None if live else _print_change,
               isolation=isolation)
     console.print(f"batch: {len(wfs)} workflow(s), parallel {parallel} ({isolation}s), runs in {root}, "
-                  f"checkpoints in {'Postgres' if base.checkpointer_url else 'SQLite per run'}, lease owner {leases.owner}",
+                  f"checkpoints in {'Postgres' if base.checkpointer_url else 'SQLite per run'}, "
+                  f"lease owner {leases.owner}",
                   highlight=False)
     try:
         if live:
@@ -123,8 +124,8 @@ def _print_change(s: Slot) -> None:
         return
     _last[s.wf.name] = s.state
     st = STYLE.get(s.state, "")
-    line = f"[{st}]{s.state:<11}[/] {s.wf.name}" if st else f"{s.state:<11} {s.wf.name}"
-    console.print(f"{line} {s.run_id or ''} {s.note}".rstrip(), highlight=False, markup=True)
+    line = f"[{st}]{s.state:<11}[/] {escape(s.wf.name)}" if st else f"{s.state:<11} {escape(s.wf.name)}"
+    console.print(f"{line} {s.run_id or ''} {escape(s.note)}".rstrip(), highlight=False)
 
 
 def _interrupted(b: Batch) -> None:

@@ -50,9 +50,15 @@ def to_arxiv_query(query: str) -> str:
 
 
 def search(client: arxiv.Client, query: str, limit: int) -> list[dict]:
+    """Up to `limit` papers. A later page that fails (arXiv returns empty pages now and then) keeps the
+    pages already read; only a query that yields nothing at all because arXiv failed is an error."""
+    results: list[arxiv.Result] = []
     try:
-        results = list(client.results(arxiv.Search(query=to_arxiv_query(query), max_results=limit)))
+        for r in client.results(arxiv.Search(query=to_arxiv_query(query), max_results=limit)):
+            results.append(r)
     except (arxiv.HTTPError, arxiv.UnexpectedEmptyPageError, OSError) as exc:
+        if results:
+            return [result_to_paper(r) for r in results]
         raise LiteratureUnavailable(
             f"arXiv query {query!r} failed at {client.query_url_format.split('?')[0]}: {exc}. "
             "Check the network or --arxiv-url, then `agentlab resume RUN`."

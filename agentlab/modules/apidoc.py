@@ -111,9 +111,12 @@ def _render_class(module: str, node: ast.ClassDef, src: list[str]) -> str:
     return "\n".join([head, "", doc, *([""] + fields if fields else [])])
 
 
-def render_api_doc() -> str:
+def render_api_doc(modules=None) -> str:
     """Markdown reference of ``agentlab.modules`` (signature, summary, returns, one example per function).
 
+    Args:
+        modules: names of the submodules to include (default: all of ``DOCUMENTED_MODULES``), e.g.
+            ``("models", "data", "metrics", "kv")`` for a KV-cache experiment.
     Returns:
         A Markdown string; the experiment prompt includes it verbatim.
     Example:
@@ -129,7 +132,11 @@ def render_api_doc() -> str:
         "causal LM that returns the new model/cache/generator plus a dataclass of numbers. Calibrate on "
         "`data.load_text('calib')`, score on `data.load_text('eval')`.",
     ]
-    for module in DOCUMENTED_MODULES:
+    chosen = DOCUMENTED_MODULES if modules is None else tuple(modules)
+    unknown = set(chosen) - set(DOCUMENTED_MODULES)
+    if unknown:
+        raise ValueError(f"unknown modules {sorted(unknown)}; choose from {DOCUMENTED_MODULES}")
+    for module in chosen:
         src, tree, nodes = _parse(module)
         out += ["", f"## `agentlab.modules.{module}`", "", (ast.get_docstring(tree) or "").split("\n\n")[0]]
         for name in _all_names(tree):

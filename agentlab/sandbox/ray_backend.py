@@ -147,7 +147,8 @@ class RaySandbox(Sandbox):
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
         except (OSError, ValueError) as exc:
             return False, f"Ray head {addr} is not reachable ({exc}); start it with `ray start --head`"
-        return True, f"Ray cluster at {addr}; jobs isolated on workers by {os.environ.get('AGENTLAB_RAY_SANDBOX', 'auto')}"
+        inner = os.environ.get("AGENTLAB_RAY_SANDBOX", "auto")
+        return True, f"Ray cluster at {addr}; jobs isolated on workers by {inner}"
 
     def __init__(self, address: str | None = None, inner: str | None = None):
         self.address = address or os.environ.get("AGENTLAB_RAY_ADDRESS", "")

@@ -71,7 +71,8 @@ def test_a_killed_orchestrator_s_run_is_continued_not_restarted(agent_env, llm_s
     finally:
         kill(first)
     run = runs_by_workflow(runs_dir)["kv"][0]
-    assert run.effective_status() == "interrupted"
+    # its worker process dies with it (same process group, and PR_SET_PDEATHSIG)
+    wait_until(lambda: run.effective_status() == "interrupted", 15, "the run's worker to die with its orchestrator")
     seen_before = len(llm_server.keys_seen())
 
     r = batch(str(wf), "--lease-ttl", "2", "--isolation", "thread")

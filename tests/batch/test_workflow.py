@@ -124,7 +124,8 @@ def test_toml_errors_point_at_the_line(tmp_path):
 
 
 def test_deployment_settings_stay_out_of_workflows(tmp_path):
-    write(tmp_path, "w.yaml", "idea: A perfectly fine research question\nsettings: {checkpointer_url: postgresql://x}\n")
+    write(tmp_path, "w.yaml", "idea: A perfectly fine research question\n"
+                              "settings: {checkpointer_url: postgresql://x}\n")
     assert "per deployment" in problems(tmp_path)[0]
 
 

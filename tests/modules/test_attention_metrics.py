@@ -1,9 +1,11 @@
 import copy
 
 import pytest
-import torch
 
-from agentlab.modules import attention, metrics
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agentlab.modules import attention, metrics  # noqa: E402
 
 
 def test_window_mask_is_causal_and_banded():

@@ -1,10 +1,12 @@
 import math
 
 import pytest
-import torch
 
-from agentlab.modules import kv, kv_latent, kv_quant, metrics
-from agentlab.modules.models import kv_geometry
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agentlab.modules import kv, kv_latent, kv_quant, metrics  # noqa: E402
+from agentlab.modules.models import kv_geometry  # noqa: E402
 
 EVICTIONS = [("streaming_llm", {"budget": 12, "sink": 4}), ("h2o", {"budget": 0.25}),
              ("snapkv", {"budget": 0.25, "window": 6}), ("key_norm", {"budget": 0.5})]

@@ -30,3 +30,8 @@ def test_lazy_submodule_access():
     import agentlab.modules as m
 
     assert m.apidoc is apidoc
+
+
+def test_the_doc_can_be_limited_to_some_modules():
+    doc = apidoc.render_api_doc(("kv", "metrics"))
+    assert "kv.snapkv(" in doc and "metrics.perplexity(" in doc and "prune.wanda_prune(" not in doc

@@ -2,9 +2,11 @@ import copy
 import importlib.util
 
 import pytest
-import torch
 
-from agentlab.modules import metrics, prune, prune_search
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agentlab.modules import metrics, prune, prune_search  # noqa: E402
 
 
 def _runs(m, ids):
@@ -67,3 +69,30 @@ def test_torch_pruning_reference_removes_the_same_number_of_parameters(model, id
     ref, b = prune.prune_mlp_channels_tp(copy.deepcopy(model), ids, 0.25)
     assert a.params_after == b.params_after
     assert torch.isfinite(torch.tensor(metrics.perplexity(ref, ids)))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_pruning") is None, reason="torch-pruning not installed")
+def test_torch_pruning_surgery_equals_ours_for_the_same_channels(model, ids):
+    import warnings
+
+    import torch_pruning as tp
+
+    from agentlab.modules.prune import _new_linear
+
+    drop = [0, 5, 7, 9]
+    ours = copy.deepcopy(model)
+    keep = torch.tensor([i for i in range(128) if i not in drop])
+    for layer in ours.model.layers:
+        mlp = layer.mlp
+        mlp.gate_proj = _new_linear(mlp.gate_proj, rows=keep)
+        mlp.up_proj = _new_linear(mlp.up_proj, rows=keep)
+        mlp.down_proj = _new_linear(mlp.down_proj, cols=keep)
+    ref = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(ref, example_inputs={"input_ids": ids[:, :8]},
+                                                      output_transform=lambda o: o.logits)
+    for layer in ref.model.layers:
+        graph.get_pruning_group(layer.mlp.gate_proj, tp.prune_linear_out_channels, idxs=drop).prune()
+    with torch.no_grad():
+        assert torch.allclose(ours(ids).logits, ref(ids).logits, atol=1e-6)

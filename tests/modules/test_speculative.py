@@ -1,9 +1,11 @@
 import copy
 
 import pytest
-import torch
 
-from agentlab.modules import draft_heads, prune, speculative
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agentlab.modules import draft_heads, prune, speculative  # noqa: E402
 
 
 @pytest.fixture
