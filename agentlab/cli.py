@@ -27,13 +27,15 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _mount_optional() -> None:
-    for mod, attr, name in (("agentlab.sandbox.cli", "sandbox_app", "sandbox"), ("agentlab.eval.cli", "eval_app", "eval"),
-                            ("agentlab.batch.cli", "batch_app", "batch")):
+    for mod, attr, name in (("agentlab.sandbox.cli", "sandbox_app", "sandbox"), ("agentlab.eval.cli", "eval_app", "eval")):
         try:
             sub = getattr(__import__(mod, fromlist=[attr]), attr)
-        except (ImportError, AttributeError):
+        except ImportError:
             continue
         app.add_typer(sub, name=name)
+    from agentlab.batch.cli import batch
+
+    app.command("batch", context_settings={"allow_interspersed_args": True})(batch)
 
 
 def _overrides(**kw) -> dict:

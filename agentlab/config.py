@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -75,6 +76,7 @@ class Settings:
     # experiment
     sandbox: str = "auto"
     max_attempts: int = 3
+    api_doc_mode: str = "full"  # full | compact: how much of the toolkit's API the experiment prompt carries
     best_of: int = 1  # successful candidates to collect before ranking them by the primary metric
     attempt_timeout: float = 600.0
     attempt_memory_mb: int = 8192
@@ -97,6 +99,8 @@ class Settings:
     def public_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("api_key", None)
+        if d.get("checkpointer_url"):  # keep the URL, never its password
+            d["checkpointer_url"] = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", d["checkpointer_url"])
         d["checkpoints"] = list(self.checkpoints)
         return d
 

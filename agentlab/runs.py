@@ -136,17 +136,18 @@ class RunDir:
         (self.repo_dir / "README.md").write_text(f"# AgentLab run {self.id}\n")
         # full job logs stay on disk but out of history; .job/result.json (tails, reason) is committed
         (self.repo_dir / ".gitignore").write_text("**/.job/*.log\n__pycache__/\n*.aux\n*.fls\n*.fdb_latexmk\n")
-        r.index.add(["README.md", ".gitignore"])
-        r.index.commit("run created")
+        r.git.add("README.md", ".gitignore")  # not index.add: it chdirs the whole process
+        r.git.commit("-q", "-m", "run created")
         return r
 
     def commit(self, paths: list[str], message: str) -> str:
         """Commit `paths` (relative to repo/); returns the commit sha (no-op commits are skipped)."""
         r = self.repo()
         r.git.add("--all", "--", *paths)
-        if not r.index.diff("HEAD"):
+        if not r.git.diff("--cached", "--name-only"):
             return r.head.commit.hexsha
-        return r.index.commit(message).hexsha
+        r.git.commit("-q", "-m", message)
+        return r.head.commit.hexsha
 
 
 def _alive(pid: int) -> bool:

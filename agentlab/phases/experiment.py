@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from langgraph.runtime import Runtime
@@ -39,12 +40,33 @@ class ResultsFile(BaseModel):
         return v
 
 
-def api_doc() -> str:
+@lru_cache(maxsize=2)
+def api_doc(mode: str = "full") -> str:
+    """The toolkit's API, generated from its docstrings; `compact` keeps headings and one-line summaries
+    (for models with small context windows)."""
     try:
         from agentlab.modules.apidoc import render_api_doc
     except ImportError:
         return ""
-    return render_api_doc()
+    doc = render_api_doc()
+    return compact_api_doc(doc) if mode == "compact" else doc
+
+
+def compact_api_doc(doc: str) -> str:
+    out, want_summary, in_code = [], False, False
+    for line in doc.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        if line.startswith("#"):
+            out.append(line)
+            want_summary = True
+        elif want_summary and line.strip():
+            out.append(line)
+            want_summary = False
+    return "\n".join(out)
 
 
 def check_results(workdir: Path, plan: Plan, code: str) -> tuple[dict | None, str]:
@@ -69,7 +91,7 @@ def check_results(workdir: Path, plan: Plan, code: str) -> tuple[dict | None, st
 
 def _attempt_prompt(state: ResearchState, ctx: RunContext, feedback: list[str], last: dict | None) -> list[dict]:
     s = ctx.settings
-    return render_messages("experiment", idea=state["idea"], plan=state["plan"], api_doc=api_doc(),
+    return render_messages("experiment", idea=state["idea"], plan=state["plan"], api_doc=api_doc(s.api_doc_mode),
                            feedback=feedback, last=last, timeout=int(s.attempt_timeout), memory_mb=s.attempt_memory_mb)
 
 

@@ -49,6 +49,9 @@ def test_defaults_and_name_from_file(tmp_path):
     assert wf.checkpoints == ["plan", "report"] and wf.on_checkpoint == "park" and wf.sandbox.backend == "auto"
     assert load_workflow(write(tmp_path, "n.yaml", "idea: A long enough idea\ncheckpoints: none\n")).checkpoints == []
     assert len(wf.digest) == 16
+    gpu = load_workflow(write(tmp_path, "g.yaml", "idea: A long enough idea\nsandbox: {backend: ray, gpus: 2}\n"))
+    s = load_settings(None, gpu.to_overrides(), env={})
+    assert s.sandbox == "ray" and s.attempt_gpus == 2 and gpu.warnings() == []  # -> Limits.gpus -> Ray num_gpus
     sub = tmp_path / "studies"
     sub.mkdir()
     wf = load_workflow(write(sub, "p.yaml", "idea: A long enough idea\nliterature: {papers_dir: ../pdfs}\n"))
