@@ -19,7 +19,7 @@ def show_payload(console: Console, payload: dict) -> None:
         f"run stopped in {payload['phase']} ({payload['kind']})"
     body = payload.get("message") or yaml.safe_dump(payload.get("summary", {}), sort_keys=False, allow_unicode=True,
                                                      width=100)
-    console.print(Panel(body.strip() or "(nothing to show)", title=title, border_style="yellow"))
+    console.print(Panel(body.strip() or "(nothing to show)", title=title, border_style="yellow"), soft_wrap=False)
     console.print("answer: " + " | ".join(payload.get("options", [])), highlight=False)
 
 

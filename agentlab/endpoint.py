@@ -40,7 +40,7 @@ def resolve_endpoint(settings: Settings, console: Console | None = None) -> Iter
     from agentlab.llm.embedded import notice_text
 
     if console is not None:
-        console.print(Panel(notice_text(), title="embedded demonstration model", border_style="yellow"))
+        console.print(Panel(notice_text(), title="embedded demonstration model", border_style="yellow"), soft_wrap=False)
     with EmbeddedServer(threads=None, max_new_tokens_cap=EMBEDDED_PROFILE["max_output_tokens"]) as srv:
         yield embedded_profile(settings, srv.base_url, srv.api_key, srv.model)
 

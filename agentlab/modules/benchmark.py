@@ -33,6 +33,10 @@ def _row(**kw) -> dict:
 
 def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype=torch.float32, log=print) -> dict:
     """Run every method once; returns {"meta": ..., "rows": [...]} (see COLUMNS)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # HF's deprecation notes about generate kwargs are noise here
+    transformers.utils.logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()

@@ -19,7 +19,6 @@ import random
 
 import torch
 
-
 from agentlab.modules.models import count_params
 from agentlab.modules.prune import _finish, _layer_nonzero, _linears, _mask_rows, wanda_scores
 
