@@ -6,7 +6,6 @@ answered (model name, real token counts)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

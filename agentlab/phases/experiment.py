@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,15 @@ def compact_api_doc(doc: str) -> str:
     return "\n".join(out)
 
 
+def model_cache_mounts() -> tuple[tuple[str, ...], dict[str, str]]:
+    """Hand the host's converted SmolLM2 weights to the sandbox read-only, so an attempt that loads the
+    model does not convert the GGUF again (the toolkit falls back to converting when it is absent)."""
+    cache = Path(os.environ.get("AGENTLAB_MODEL_CACHE", Path.home() / ".cache" / "agentlab" / "smollm2-135m"))
+    if (cache / "config.json").is_file():
+        return (str(cache),), {"AGENTLAB_MODEL_CACHE": str(cache)}
+    return (), {}
+
+
 def check_results(workdir: Path, plan: Plan, code: str) -> tuple[dict | None, str]:
     """(results, "") when results.json is valid and measured; (None, reason) otherwise."""
     path = workdir / "results.json"
@@ -111,7 +121,9 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "main.py").write_text(code.code)
         ctx.progress("experiment", f"attempt {n}: running in {sandbox.name}")
+        mounts, env = model_cache_mounts()
         job = Job(id=f"{run.id}-experiment-{n}", workdir=str(workdir), command=["python", "main.py"],
+                  readonly_paths=mounts, env=env,
                   limits=Limits(wall_seconds=s.attempt_timeout, memory_mb=s.attempt_memory_mb, gpus=s.attempt_gpus),
                   labels={"agentlab.run": run.id, "agentlab.node": "experiment", "agentlab.attempt": str(n)})
         res = sandbox.run(job)

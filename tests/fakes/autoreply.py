@@ -4,24 +4,9 @@ overrides. Lets an end-to-end test script only the replies it cares about."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-from tests.fakes.openai_server import ScriptedLLM, _SCHEMA_MARK
-
-
-def request_schema(body: dict) -> dict | None:
-    rf = body.get("response_format") or {}
-    if rf.get("type") == "json_schema":
-        return rf["json_schema"]["schema"]
-    for m in reversed(body.get("messages", [])):
-        c = m.get("content") or ""
-        if isinstance(c, str) and _SCHEMA_MARK in c:
-            try:
-                return json.loads(c.split(_SCHEMA_MARK, 1)[1])
-            except json.JSONDecodeError:
-                return None
-    return None
+from tests.fakes.openai_server import ScriptedLLM, request_schema
 
 
 def instance(schema: dict, defs: dict | None = None, name: str = "x") -> Any:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -32,6 +32,21 @@ def count_tokens(text: str) -> int:
 
 
 _SCHEMA_MARK = "validate against this JSON schema:"
+
+
+def request_schema(body: dict) -> dict | None:
+    """The JSON schema a request asks for: from `response_format`, or from the prompt (prompt mode)."""
+    rf = body.get("response_format") or {}
+    if rf.get("type") == "json_schema":
+        return rf["json_schema"]["schema"]
+    for m in reversed(body.get("messages", [])):
+        c = m.get("content") or ""
+        if isinstance(c, str) and _SCHEMA_MARK in c:
+            try:
+                return json.loads(c.split(_SCHEMA_MARK, 1)[1])
+            except json.JSONDecodeError:
+                return None
+    return None
 
 
 @dataclass
@@ -119,15 +134,10 @@ class ScriptedLLM:
         rf = body.get("response_format") or {}
         if rf.get("type") == "json_schema":
             return rf["json_schema"]["name"]
-        for m in reversed(body.get("messages", [])):
-            content = m.get("content") or ""
-            if isinstance(content, str) and _SCHEMA_MARK in content:
-                try:
-                    schema = json.loads(content.split(_SCHEMA_MARK, 1)[1])
-                    return schema.get("title", "json")
-                except json.JSONDecodeError:
-                    return "json"
-        return "text"
+        if not any(_SCHEMA_MARK in str(m.get("content") or "") for m in body.get("messages", [])):
+            return "text"
+        schema = request_schema(body)
+        return schema.get("title", "json") if schema else "json"
 
     def _next(self, key: str, body: dict) -> Any:
         with self._lock:
