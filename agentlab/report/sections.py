@@ -15,6 +15,7 @@ from agentlab.report.trace import Source, find_numbers, redact, source_of
 
 PHASE = "write_report"
 _REF = re.compile(r"\\(?:ref|autoref|cref|Cref)\{([^}]*)\}")
+NOTES_BUDGET_CHARS = 6000  # all paper notes together, per section prompt
 #: which parts of the run each section sees (bounded context, never the whole history)
 _NEEDS = {
     "abstract": {"datasets"}, "introduction": {"papers"}, "related_work": {"papers", "notes"},
@@ -38,7 +39,10 @@ class Writer:
 
     # ---- context -----------------------------------------------------------------------------
     def _papers(self, with_notes: bool) -> list[dict]:
+        """Cite keys and titles of every paper; the notes share a fixed character budget, so the prompt
+        stays bounded however many papers the review found."""
         notes = {n.get("paper_id"): n for n in self.ctx.get("notes") or []}
+        per_note = max(300, NOTES_BUDGET_CHARS // max(1, len(self.keys)))
         out = []
         for key, p in self.keys.items():
             n = notes.get(p.get("id")) or {}
@@ -52,6 +56,7 @@ class Writer:
                 if n.get("grounding"):
                     parts.append("grounding: " + json.dumps(n["grounding"])[:600])
                 note = " ".join(parts)
+                note = note if len(note) <= per_note else note[: per_note - 3] + "..."
             out.append({"key": key, "title": p.get("title", ""), "year": p.get("year", ""), "note": note})
         return out
 
