@@ -77,6 +77,7 @@ class Settings:
     sandbox: str = "auto"
     max_attempts: int = 3
     api_doc_mode: str = "full"  # full | compact: how much of the toolkit's API the experiment prompt carries
+    experiment_minutes: float | None = None  # wall-time budget of one experiment phase visit
     best_of: int = 1  # successful candidates to collect before ranking them by the primary metric
     attempt_timeout: float = 600.0
     attempt_memory_mb: int = 8192

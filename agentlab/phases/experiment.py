@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -111,8 +112,12 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     sandbox = get_backend(s.sandbox)
     attempts = list(state.get("attempts") or [])
     base, last, successes = len(attempts), None, []
+    started = time.monotonic()
     for k in range(1, s.max_attempts + 1):
         n = base + k
+        if s.experiment_minutes is not None and k > 1 and (time.monotonic() - started) / 60 >= s.experiment_minutes:
+            ctx.progress("experiment", f"phase wall-time budget of {s.experiment_minutes:g} min used: no attempt {n}")
+            break
         ctx.progress("experiment", f"attempt {n}: writing code")
         code = ctx.llm.structured(_attempt_prompt(state, ctx, feedback, last), ExperimentCode, phase="experiment",
                                   purpose=f"code attempt {n}", memo_key=f"{memo_prefix('experiment', visit)}/code-{k}")
