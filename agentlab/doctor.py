@@ -36,7 +36,8 @@ def check_sandboxes() -> list[Check]:
 
     out = []
     for name, ok, why in available_backends():
-        out.append(Check(f"sandbox: {name}", ok, why, "" if ok else why))
+        detail, _, fix = why.partition("fix:")
+        out.append(Check(f"sandbox: {name}", ok, detail.strip().rstrip(";"), "" if ok else (fix.strip() or "see detail")))
     return out
 
 

@@ -38,3 +38,21 @@ def test_plan_edited_in_editor_is_validated_and_used(agent_env, llm_server):
     assert status(agent_env, run)["status"] == "done"
     code_req = [r for r in llm_server.requests if r["key"] == "ExperimentCode"][0]
     assert "full-cache baseline" in code_req["messages"][-1]["content"]
+
+
+@pytest.mark.slow
+def test_review_command_revises_shows_the_diff_and_accepts(agent_env, llm_server):
+    full_run(llm_server)
+    assert cli(["run", "Sink tokens at 4x?", "--headless", "--checkpoints", "report"], agent_env).returncode == 0
+    run = only_run(agent_env)
+    assert status(agent_env, run)["waiting"]["phase"] == "review"
+    out = cli(["review", run.name, "--revise", "Say how many tokens were kept."], agent_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    st = status(agent_env, run)
+    assert st["revision"] == 2 and st["waiting"]["phase"] == "review"
+    assert any("Say how many tokens were kept." in str(r["messages"]) for r in llm_server.requests)
+    shown = cli(["review", run.name], agent_env)
+    assert "main.pdf" in shown.stdout and "rev" in shown.stdout.lower()
+    assert "@@" in shown.stdout or "---" in shown.stdout  # the LaTeX diff between revisions 1 and 2
+    out = cli(["review", run.name, "--accept"], agent_env)
+    assert out.returncode == 0 and status(agent_env, run)["status"] == "done"
