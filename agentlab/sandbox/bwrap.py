@@ -76,6 +76,10 @@ def build_argv(job: Job) -> list[str]:
     """The bwrap command line for `job` (mount allowlist, namespaces, env)."""
     a = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
     a += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+    # private /tmp first: the binds below may live under the host's /tmp (a venv or checkout there) and
+    # must be mounted on top of it, not hidden by it
+    mem = job.limits.memory_mb * 1024 * 1024
+    a += ["--proc", "/proc", "--dev", "/dev", "--size", str(mem), "--tmpfs", "/tmp"]
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
             a += ["--symlink", os.readlink(d), d]
@@ -88,8 +92,6 @@ def build_argv(job: Job) -> list[str]:
     for p in python_paths() + [os.path.realpath(p) for p in job.readonly_paths]:
         a += ["--ro-bind", p, p]
     a += ["--ro-bind", str(project_package_dir()), f"{CODE_DIR}/agentlab"]
-    mem = job.limits.memory_mb * 1024 * 1024
-    a += ["--proc", "/proc", "--dev", "/dev", "--size", str(mem), "--tmpfs", "/tmp"]
     if job.limits.gpus:  # NVIDIA and AMD device nodes (after --dev) plus a read-only /sys for driver/topology discovery
         gpu_devs = sorted(glob.glob("/dev/nvidia*")) + ["/dev/kfd", "/dev/dri"]
         for d in gpu_devs:

@@ -51,7 +51,10 @@ class FakeArxiv:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (killed, timed out)
+                    pass
 
             def do_GET(self):
                 owner.requests.append(self.path)

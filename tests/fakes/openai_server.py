@@ -95,7 +95,10 @@ class ScriptedLLM:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (killed, timed out)
+                    pass
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
