@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.loopback import LoopbackServer, send
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "arxiv"
 
@@ -21,7 +22,7 @@ ID_FILES = {
 
 
 @dataclass
-class FakeArxiv:
+class FakeArxiv(LoopbackServer):
     """Any search_query gets the recorded 'testing' search pages (by start offset); id_list queries
     get their recorded files; `abc` gets the real HTTP 400 error feed; `pdfs` maps an arXiv id to a
     local PDF served at /pdf/<id>."""
@@ -31,15 +32,11 @@ class FakeArxiv:
     fail_with: int | None = None  # answer every query with this HTTP status
     requests: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._server: ThreadingHTTPServer | None = None
-
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/query"
+        return f"http://127.0.0.1:{self.port}/api/query"
 
-    def start(self) -> "FakeArxiv":
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,14 +44,7 @@ class FakeArxiv:
                 pass
 
             def _send(self, status: int, data: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client went away (killed, timed out)
-                    pass
+                send(self, status, data, ctype)
 
             def do_GET(self):
                 owner.requests.append(self.path)
@@ -75,9 +65,7 @@ class FakeArxiv:
                 status, name = owner.route(q)
                 self._send(status, (FIXTURES / name).read_bytes(), "application/atom+xml; charset=utf-8")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
+        return Handler
 
     @staticmethod
     def route(q: dict[str, str]) -> tuple[int, str]:
@@ -92,15 +80,3 @@ class FakeArxiv:
         if start == 10:
             return 200, "search_all_testing_start10_max10.xml"
         return 200, "empty_idlist_0000.0000.xml"
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeArxiv":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

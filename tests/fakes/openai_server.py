@@ -14,8 +14,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, send
 
 
 @dataclass
@@ -50,7 +52,7 @@ def request_schema(body: dict) -> dict | None:
 
 
 @dataclass
-class ScriptedLLM:
+class ScriptedLLM(LoopbackServer):
     models: tuple[str, ...] = ("scripted-model",)
     json_schema_supported: bool = True
     script: dict[str, list[Any]] = field(default_factory=dict)
@@ -58,7 +60,6 @@ class ScriptedLLM:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     # -- scripting ---------------------------------------------------------------------------
     def on(self, key: str, *replies: Any) -> "ScriptedLLM":
@@ -79,10 +80,9 @@ class ScriptedLLM:
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "ScriptedLLM":
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -90,15 +90,7 @@ class ScriptedLLM:
                 pass
 
             def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client went away (killed, timed out)
-                    pass
+                send(self, status, json.dumps(body).encode(), "application/json")
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
@@ -116,21 +108,7 @@ class ScriptedLLM:
                 status, payload = owner._complete(body)
                 self._send(status, payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "ScriptedLLM":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return Handler
 
     # -- the completion logic ----------------------------------------------------------------
     def key_of(self, body: dict) -> str:
