@@ -26,15 +26,13 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _mount_optional() -> None:
-    for mod, attr, name in (("agentlab.sandbox.cli", "sandbox_app", "sandbox"), ("agentlab.eval.cli", "eval_app", "eval")):
-        try:
-            sub = getattr(__import__(mod, fromlist=[attr]), attr)
-        except ImportError:
-            continue
-        app.add_typer(sub, name=name)
+def _mount_subcommands() -> None:
     from agentlab.batch.cli import batch
+    from agentlab.eval.cli import eval_app
+    from agentlab.sandbox.cli import sandbox_app
 
+    app.add_typer(sandbox_app, name="sandbox")
+    app.add_typer(eval_app, name="eval")
     app.command("batch", context_settings={"allow_interspersed_args": True})(batch)
 
 
@@ -241,7 +239,7 @@ def doctor(base_url: Optional[str] = typer.Option(None), model: Optional[str] = 
 from agentlab.review_cmd import review  # noqa: E402  (registers `agentlab review`)
 
 app.command()(review)
-_mount_optional()
+_mount_subcommands()
 
 
 def main() -> None:  # pragma: no cover

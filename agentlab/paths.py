@@ -19,3 +19,8 @@ def templates_dir() -> Path:
 
 def sandbox_assets_dir() -> Path:
     return PROJECT_ROOT / "sandbox"
+
+
+def smollm2_cache_dir() -> Path:
+    """Where the toolkit keeps its converted SmolLM2 weights ($AGENTLAB_MODEL_CACHE overrides)."""
+    return Path(os.environ.get("AGENTLAB_MODEL_CACHE", Path.home() / ".cache" / "agentlab" / "smollm2-135m"))

