@@ -41,6 +41,21 @@ def check_sandboxes() -> list[Check]:
     return out
 
 
+def check_guarantees(settings: Settings) -> list[Check]:
+    """What a probe job observes in the sandbox runs will use (settings.sandbox)."""
+    from agentlab.sandbox import SandboxUnavailable, get_backend
+    from agentlab.sandbox.selftest import guarantees
+
+    try:
+        backend = get_backend(settings.sandbox)
+    except SandboxUnavailable:
+        return []  # the sandbox rows above already say why and how to fix it
+    if not backend.isolated or backend.name == "ray":
+        return []
+    fix = "see docs/sandbox.md (what each backend guarantees, and what needs a root orchestrator or a cgroup)"
+    return [Check(f"{backend.name}: {what}", ok, how, "" if ok else fix) for what, ok, how in guarantees(backend)]
+
+
 def check_latex() -> Check:
     missing = [t for t in ("latexmk", "pdflatex", "bibtex") if not shutil.which(t)]
     if missing:
@@ -78,6 +93,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [check_endpoint(settings)]
     try:
         checks += check_sandboxes()
+        checks += check_guarantees(settings)
     except Exception as exc:  # noqa: BLE001
         checks.append(Check("sandbox", False, f"{type(exc).__name__}: {exc}"))
     checks += [check_latex(), check_docker(), check_torch()]

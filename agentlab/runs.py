@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,13 +142,59 @@ class RunDir:
         return r
 
     def commit(self, paths: list[str], message: str) -> str:
-        """Commit `paths` (relative to repo/); returns the commit sha (no-op commits are skipped)."""
+        """Commit `paths` (relative to repo/); returns the commit sha (no-op commits are skipped).
+
+        Only an allowlist is staged: regular files under `paths` (no links, FIFOs or devices, no nested `.git`,
+        no git control files, nothing sparse or over `COMMIT_MAX_FILE`), at most `COMMIT_MAX_FILES`; tracked
+        files that are gone or no longer qualify are removed from the index. Every git call has a timeout."""
         r = self.repo()
-        r.git.add("--all", "--", *paths)
-        if not r.git.diff("--cached", "--name-only"):
+        keep, tracked = [], set()
+        for rel in paths:
+            keep += _committable(self.repo_dir, rel)
+            tracked |= set(r.git.ls_files("-z", "--", rel, kill_after_timeout=GIT_TIMEOUT).split("\0")) - {""}
+        keep = keep[:COMMIT_MAX_FILES]
+        for i in range(0, len(keep), 200):
+            r.git.add("-f", "--", *keep[i : i + 200], kill_after_timeout=GIT_TIMEOUT)
+        gone = sorted(tracked - set(keep))
+        for i in range(0, len(gone), 200):
+            r.git.rm("--cached", "-q", "--ignore-unmatch", "--", *gone[i : i + 200], kill_after_timeout=GIT_TIMEOUT)
+        if not r.git.diff("--cached", "--name-only", kill_after_timeout=GIT_TIMEOUT):
             return r.head.commit.hexsha
-        r.git.commit("-q", "-m", message)
+        r.git.commit("-q", "-m", message, kill_after_timeout=GIT_TIMEOUT)
         return r.head.commit.hexsha
+
+
+GIT_TIMEOUT = 120  # seconds for any one git call
+COMMIT_MAX_FILE = 50 << 20
+COMMIT_MAX_FILES = 5000
+_GIT_CONTROL = {".git", ".gitignore", ".gitattributes", ".gitmodules"}
+_IGNORED_LOGS = (".log",)  # full job logs stay out of history (the repo's .gitignore says the same)
+
+
+def _committable(repo_dir: Path, rel: str) -> list[str]:
+    """Regular files under repo_dir/rel that may enter history, as repo-relative posix paths (no link followed)."""
+    out: list[str] = []
+    stack = [rel.strip("/")]
+    while stack and len(out) < COMMIT_MAX_FILES:
+        cur = stack.pop()
+        try:
+            st = os.lstat(repo_dir / cur)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(repo_dir / cur))[:COMMIT_MAX_FILES]
+            except OSError:
+                continue
+            stack += [f"{cur}/{n}" for n in names if n not in _GIT_CONTROL and n != "__pycache__"]
+        elif stat.S_ISREG(st.st_mode) and not st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            name = cur.rsplit("/", 1)[-1]
+            if "/.job/" in f"/{cur}" and name.endswith(_IGNORED_LOGS):
+                continue
+            sparse = st.st_size > 65536 and st.st_blocks * 512 < st.st_size // 2
+            if st.st_size <= COMMIT_MAX_FILE and not sparse and not name.endswith((".aux", ".fls", ".fdb_latexmk")):
+                out.append(cur)
+    return sorted(out)
 
 
 def _alive(pid: int) -> bool:

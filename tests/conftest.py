@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from tests.fakes.arxiv_server import FakeArxiv  # noqa: E402
 from tests.fakes.openai_server import ScriptedLLM  # noqa: E402
+from tests.fakes.procs import _stop_group, _wait_port, free_port  # noqa: E402
 
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,3 +67,37 @@ def agent_env(tmp_path, monkeypatch, llm_server, arxiv_server):
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
     return env
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray head on 127.0.0.1 with 2 CPUs (two workers can run at once); yields its address."""
+    pytest.importorskip("ray", reason="ray not installed: pip install 'agentlab[ray]'")
+    ray_bin = Path(sys.executable).parent / "ray"
+    if not ray_bin.exists():
+        pytest.skip(f"the `ray` command is not in {Path(sys.executable).parent}")
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 chars
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    log = open(Path(tmp) / "ray-start.log", "w")
+    proc = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--num-cpus", "2", "--num-gpus", "0", "--memory", str(4 * 2**30), "--object-store-memory", str(200 * 2**20),
+         "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", tmp,
+         "--min-worker-port", "0", "--max-worker-port", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_port(port, proc, "ray head")
+        time.sleep(1.0)
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        except Exception:
+            pass
+        _stop_group(proc, grace=10.0)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)

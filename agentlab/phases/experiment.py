@@ -8,12 +8,12 @@ Successful attempts are ranked by the plan's primary metric as measured, never b
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -23,22 +23,38 @@ from agentlab.paths import smollm2_cache_dir
 from agentlab.phases.common import RunContext, clip, memo_prefix, run_phase
 from agentlab.prompts import render_messages
 from agentlab.sandbox import Job, Limits, get_backend
+from agentlab.sandbox.safe_files import UntrustedFileError, read_json, validation_message, write_new
 from agentlab.schemas import ExperimentCode, Plan
 from agentlab.state import ResearchState
 
 
 class ResultsFile(BaseModel):
-    """The results.json contract every experiment must write."""
+    """The results.json contract every experiment must write: at most MAX_METRICS metrics named by
+    METRIC_NAME, each a finite number (not a bool), and a `details` dict. The file itself is read
+    through agentlab.sandbox.safe_files (at most MAX_BYTES), so its size bounds `details` too.
+    Error messages never quote a value or a name that failed the checks (they go back into a prompt)."""
+
+    MAX_BYTES: ClassVar[int] = 1_000_000
+    MAX_METRICS: ClassVar[int] = 64
+    METRIC_NAME: ClassVar[re.Pattern] = re.compile(r"[A-Za-z0-9_.:/@+-]{1,64}")
 
     metrics: dict[str, float] = Field(min_length=1)
     details: dict = Field(default_factory=dict)
 
-    @field_validator("metrics")
+    @field_validator("metrics", mode="before")
     @classmethod
-    def _finite(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, x in v.items() if not math.isfinite(x)]
-        if bad:
-            raise ValueError(f"non-finite metric values: {', '.join(bad)}")
+    def _bounded_finite(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            return v  # pydantic says "Input should be a valid dictionary"
+        if len(v) > cls.MAX_METRICS:
+            raise ValueError(f"{len(v)} metrics, at most {cls.MAX_METRICS} allowed (put the rest in details)")
+        for i, (k, x) in enumerate(v.items(), 1):
+            if not isinstance(k, str) or not cls.METRIC_NAME.fullmatch(k):
+                raise ValueError(f"metric #{i} has a name that is not 1-64 characters of [A-Za-z0-9_.:/@+-]")
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise ValueError(f"metric {k} is not a number")  # noqa: TRY004 - pydantic wants ValueError
+            if not math.isfinite(x):
+                raise ValueError(f"metric {k} is not finite")
         return v
 
 
@@ -81,18 +97,30 @@ def model_cache_mounts() -> tuple[tuple[str, ...], dict[str, str]]:
 
 
 def check_results(workdir: Path, plan: Plan, code: str) -> tuple[dict | None, str]:
-    """(results, "") when results.json is valid and measured; (None, reason) otherwise."""
-    path = workdir / "results.json"
-    if not path.exists():
-        return None, "the program did not write results.json"
+    """(results, "") when results.json is valid and measured; (None, reason) otherwise.
+
+    The file is hostile: it is read without following links, size-capped and parsed with bounded
+    depth and numbers (agentlab.sandbox.safe_files); no reason ever quotes its content."""
     try:
-        data = json.loads(path.read_text())
+        data = read_json(workdir, "results.json", max_bytes=ResultsFile.MAX_BYTES)
+    except UntrustedFileError as exc:
+        if exc.kind == "missing":
+            return None, "the program did not write results.json"
+        if exc.kind in ("symlink", "not_regular"):
+            return None, f"{exc}; write results.json as a regular file in the working directory"
+        if exc.kind in ("too_large", "sparse"):
+            return None, (f"{exc}; keep results.json under {ResultsFile.MAX_BYTES} bytes "
+                          "(summaries in it, bulky data in other files)")
+        if exc.kind in ("unreadable", "invalid"):
+            return None, str(exc)
+        return None, f"results.json is malformed: {exc}"
+    try:
         res = ResultsFile.model_validate(data)
-    except (json.JSONDecodeError, ValidationError) as exc:
-        return None, f"results.json is malformed: {clip(str(exc), 600)}"
+    except ValidationError as exc:
+        return None, f"results.json is malformed: {validation_message(exc, 600)}"
     primary = plan.primary_metric.name
     if primary not in res.metrics:
-        return None, f"results.json lacks the primary metric {primary!r} (has: {', '.join(res.metrics)})"
+        return None, clip(f"results.json lacks the primary metric {primary!r} (has: {', '.join(res.metrics)})", 600)
     literals = set(re.findall(r"(?<![\w.])\d+\.\d+(?:[eE][-+]?\d+)?", code))
     baked = [k for k, v in res.metrics.items() if v != int(v) and (repr(v) in literals or f"{v:g}" in literals)]
     if baked and len(baked) == len([v for v in res.metrics.values() if v != int(v)]):
@@ -124,23 +152,27 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
         rel = f"experiments/attempt-{n}"
         workdir = run.repo_dir / rel
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "main.py").write_text(code.code)
+        write_new(workdir, "main.py", code.code.encode())  # never through a link a job left
         ctx.progress("experiment", f"attempt {n}: running in {sandbox.name}")
         mounts, env = model_cache_mounts()
         job = Job(id=f"{run.id}-experiment-{n}", workdir=str(workdir), command=["python", "main.py"],
-                  readonly_paths=mounts, env=env,
+                  readonly_paths=mounts, env=env, inputs=("main.py",),
                   limits=Limits(wall_seconds=s.attempt_timeout, memory_mb=s.attempt_memory_mb, gpus=s.attempt_gpus),
                   labels={"agentlab.run": run.id, "agentlab.node": "experiment", "agentlab.attempt": str(n)})
         res = sandbox.run(job)
         results, reason = (None, f"{res.reason}, exit code {res.exit_code}")
         if res.ok:
             results, reason = check_results(workdir, plan, code.code)
+            refused = [x for x in res.not_collected if x.startswith("results.json:")]
+            if results is None and refused:
+                reason = f"results.json was not accepted from the sandbox ({clip(refused[0], 200)}); write a regular file"
         status = "ok" if results is not None else "failed"
         metrics = (results or {}).get("metrics", {})
         attempt = {"n": n, "status": status, "reason": reason, "metrics": metrics,
                    "results_path": f"{rel}/results.json" if results is not None else None,
                    "backend": res.backend, "sandbox_reason": res.reason, "exit_code": res.exit_code,
-                   "wall_seconds": res.wall_seconds, "error_tail": clip(res.stderr_tail, 1500)}
+                   "wall_seconds": res.wall_seconds, "error_tail": clip(res.stderr_tail, 1500),
+                   "not_collected": [clip(x, 200) for x in res.not_collected[:10]]}
         pm = plan.primary_metric.name
         msg = f"attempt {n}: {status}" + (f" {pm}={metrics[pm]:g}" if pm in metrics else f" ({clip(reason, 120)})")
         attempt["commit"] = run.commit([rel], msg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -28,18 +28,28 @@ class Limits:
     max_processes: int = 256
     max_output_bytes: int = 1_000_000  # per stream; the rest is dropped and the job marked
     gpus: int = 0  # docker/ray only
+    #: /job is a tmpfs of this size (and RLIMIT_FSIZE caps any one file at it); what is left there comes back
+    disk_mb: int = 1024
+    max_inodes: int = 20_000  # files + dirs in /job (root orchestrators; elsewhere only what comes back is capped)
+    max_files_back: int = 1000  # files brought back to the host's work dir
+    max_file_mb_back: int = 64  # one file brought back
 
 
 @dataclass(frozen=True)
 class Job:
+    """A job: the regular files in `workdir` when it starts are its inputs, mounted read-only at /job (the host's
+    copy is the truth); /job itself is a fresh capped tmpfs, and what the job leaves there is brought back."""
+
     id: str  # deterministic: f"{run_id}-{node}-{attempt}", safe for file names and labels
-    workdir: str  # host directory that holds the job's files; the only writable place inside
+    workdir: str  # host directory: its files are the inputs; what the job leaves in /job comes back here
     command: list[str]  # e.g. ["python", "main.py"], run with workdir as cwd
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)  # extra env vars; the host env is NOT inherited
     labels: dict[str, str] = field(default_factory=dict)  # run/node/attempt, for reattach
     #: extra host paths the job may read (e.g. a local model cache); mounted read-only at the same path
     readonly_paths: tuple[str, ...] = ()
+    #: the files of `workdir` mounted read-only into /job; None: every regular file there when the job starts
+    inputs: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -53,6 +63,9 @@ class JobResult:
     stderr_tail: str
     output_truncated: bool = False
     detail: str = ""
+    files: list[str] = field(default_factory=list)  # what the job left in /job that came back to the work dir
+    not_collected: list[str] = field(default_factory=list)  # "path: why" for what did not (links, dotfiles, caps)
+    guarantees: list[str] = field(default_factory=list)  # what held for this run (host uid, seccomp, quotas...)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +91,9 @@ def load_result(workdir: str | Path) -> JobResult | None:
     p = result_path(workdir)
     if not p.exists():
         return None
-    return JobResult(**json.loads(p.read_text()))
+    data = json.loads(p.read_text())
+    known = {f.name for f in fields(JobResult)}
+    return JobResult(**{k: v for k, v in data.items() if k in known})
 
 
 class Sandbox:
@@ -185,3 +200,29 @@ register("bwrap", _load_bwrap)
 register("docker", _load_docker)
 register("unsafe-local", _load_unsafe)
 register("ray", lambda: __import__("agentlab.sandbox.ray_backend", fromlist=["RaySandbox"]).RaySandbox)
+
+
+def inputs_of(job: Job) -> list[str]:
+    """The job's declared inputs that exist as regular files (never links), else every file in its workdir."""
+    if job.inputs is None:
+        return job_inputs(job.workdir)
+    root = Path(job.workdir)
+    return sorted(r for r in job.inputs if (root / r).is_file() and not (root / r).is_symlink())
+
+
+def job_inputs(workdir: str | Path, limit: int = 256) -> list[str]:
+    """The job's inputs: regular files under `workdir` with plain names (no dotfiles, so never `.job/`), at
+    most 3 levels deep. Links are skipped: the host wrote these files and mounts exactly them read-only."""
+    root = Path(workdir)
+    out: list[str] = []
+    stack = [(root, 0)]
+    while stack and len(out) < limit:
+        d, depth = stack.pop()
+        for p in sorted(d.iterdir()):
+            if p.name.startswith(".") or p.is_symlink():
+                continue
+            if p.is_dir() and depth < 2:
+                stack.append((p, depth + 1))
+            elif p.is_file():
+                out.append(p.relative_to(root).as_posix())
+    return sorted(out[:limit])

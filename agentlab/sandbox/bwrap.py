@@ -1,15 +1,20 @@
 """bubblewrap backend: the default local sandbox.
 
 The job sees a read-only allowlist of the host (system dirs, a few /etc files, the python prefix, the venv,
-the project package at /opt/agentlab), its workdir read-write at /job, a private /tmp, no network, and its own
-user/pid/ipc/uts/cgroup namespaces. Memory and process count are enforced with a per-job cgroup where the host
-allows it (else rlimits), CPU time with RLIMIT_CPU plus cgroup accounting, wall clock by the host, output by
-`OutputPump`. When the job ends every process it started is killed (pid namespace + cgroup).
+the project package at /opt/agentlab), a fresh capped tmpfs at /job with its inputs mounted read-only in it,
+capped private /tmp and /dev/shm, a read-only /proc/sys, no network, its own user/pid/ipc/uts/cgroup namespaces,
+a seccomp filter and a fresh session keyring. As root, bwrap itself runs as the job's dedicated unprivileged uid
+(`hostuser.py`). PID 1 is the supervisor (`jobinit.py`): it runs the job, enforces the wall clock, and sends
+back what the job left in /job (`frames.py` lands it). Memory and process count are enforced with a per-job
+cgroup where the host allows it (else rlimits), CPU time with RLIMIT_CPU plus cgroup accounting. When the job
+ends every process it started is killed (supervisor, pid namespace, cgroup). See docs/sandbox.md.
 """
 
 from __future__ import annotations
 
+import base64
 import glob
+import json
 import os
 import re
 import signal
@@ -18,8 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from agentlab.sandbox.base import Job, JobResult, Sandbox, tail, which
-from agentlab.sandbox.limits import HARD_OUTPUT_FACTOR, JobCgroup, OutputPump, apply_rlimits, cpu_limit
+from agentlab.sandbox import hostuser, seccomp
+from agentlab.sandbox.base import Job, JobResult, Limits, Sandbox, inputs_of, tail, which
+from agentlab.sandbox.frames import Caps
+from agentlab.sandbox.hostuser import Stage
+from agentlab.sandbox.limits import JobCgroup, apply_rlimits
+from agentlab.sandbox.supervise import end_reason, follow_supervisor
 
 JOB_DIR = "/job"  # where the workdir appears inside the sandbox
 CODE_DIR = "/opt/agentlab"  # PYTHONPATH root; the project package is mounted at CODE_DIR/agentlab
@@ -72,14 +81,39 @@ def sandbox_env(job: Job) -> dict[str, str]:
     return env
 
 
-def build_argv(job: Job) -> list[str]:
-    """The bwrap command line for `job` (mount allowlist, namespaces, env)."""
+def supervisor_argv(job: Job, python: str, inputs: list[str], caps: Caps, with_seccomp: bool = False) -> list[str]:
+    """The command bwrap/docker start as PID 1: `jobinit.py` (isolated mode: /job cannot shadow it). With
+    `with_seccomp` it installs the seccomp program itself (docker, on top of the engine's default profile)."""
+    cfg = {"cmd": list(job.command), "cwd": JOB_DIR, "wall": job.limits.wall_seconds, "collect": caps.config(inputs)}
+    if with_seccomp:
+        cfg["seccomp"] = base64.b64encode(seccomp.bpf_program()).decode()
+    return [python, "-I", "-S", f"{CODE_DIR}/agentlab/sandbox/jobinit.py", json.dumps(cfg)]
+
+
+def caps_for(lim: Limits) -> Caps:
+    return Caps(max_files=lim.max_files_back, max_bytes=lim.disk_mb << 20, max_file=lim.max_file_mb_back << 20)
+
+
+def small_tmpfs_mb(lim: Limits) -> int:
+    """/tmp and /dev/shm: each a quarter of the memory limit, so neither can hold memory the limit misses."""
+    return max(16, lim.memory_mb // 4)
+
+
+def build_argv(job: Job, inputs: list[str], seccomp_fd: int | None = None, stage: Stage | None = None) -> list[str]:
+    """The bwrap command line for `job` (mount allowlist, namespaces, env). With `stage` (root orchestrator)
+    every non-system source is bound from its staged copy, and /job is the stage's capped tmpfs."""
+
+    def src(p: str) -> str:
+        return stage.add(p) if stage is not None else p
+
+    lim = job.limits
     a = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
-    a += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+    a += ["--as-pid-1", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
     # private /tmp first: the binds below may live under the host's /tmp (a venv or checkout there) and
     # must be mounted on top of it, not hidden by it
-    mem = job.limits.memory_mb * 1024 * 1024
-    a += ["--proc", "/proc", "--dev", "/dev", "--size", str(mem), "--tmpfs", "/tmp"]
+    small = str(small_tmpfs_mb(lim) << 20)
+    a += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
+    a += ["--size", small, "--tmpfs", "/dev/shm", "--size", small, "--tmpfs", "/tmp"]
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
             a += ["--symlink", os.readlink(d), d]
@@ -90,20 +124,26 @@ def build_argv(job: Job) -> list[str]:
         if os.path.lexists(p):
             a += ["--ro-bind-try", p, p]
     for p in python_paths() + [os.path.realpath(p) for p in job.readonly_paths]:
-        a += ["--ro-bind", p, p]
-    a += ["--ro-bind", str(project_package_dir()), f"{CODE_DIR}/agentlab"]
-    if job.limits.gpus:  # NVIDIA and AMD device nodes (after --dev) plus a read-only /sys for driver/topology discovery
+        a += ["--ro-bind", src(p), p]
+    a += ["--ro-bind", src(str(project_package_dir())), f"{CODE_DIR}/agentlab"]
+    if lim.gpus:  # NVIDIA and AMD device nodes (after --dev) plus a read-only /sys for driver/topology discovery
         gpu_devs = sorted(glob.glob("/dev/nvidia*")) + ["/dev/kfd", "/dev/dri"]
         for d in gpu_devs:
             a += ["--dev-bind-try", d, d]
         a += ["--ro-bind-try", "/sys", "/sys"]
-    a += ["--bind", os.path.realpath(job.workdir), JOB_DIR]
-    a += ["--tmpfs", f"{JOB_DIR}/.job"]  # the host's bookkeeping (result.json, logs) is invisible to the job
+    if stage is not None:
+        a += ["--bind", stage.job_dir, JOB_DIR]
+    else:
+        a += ["--size", str(lim.disk_mb << 20), "--tmpfs", JOB_DIR]
+    for rel in inputs:  # the host's copies, read-only: the job can neither change nor replace them
+        a += ["--ro-bind", src(os.path.join(os.path.realpath(job.workdir), rel)), f"{JOB_DIR}/{rel}"]
+    if seccomp_fd is not None:
+        a += ["--seccomp", str(seccomp_fd)]
     a += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs holding the mount points) becomes read-only
     a += ["--chdir", JOB_DIR, "--clearenv"]
     for k, v in sandbox_env(job).items():
         a += ["--setenv", k, v]
-    return a + ["--", *job.command]
+    return a + ["--", *supervisor_argv(job, sys.executable, inputs, caps_for(lim))]
 
 
 class BwrapSandbox(Sandbox):
@@ -128,14 +168,17 @@ class BwrapSandbox(Sandbox):
                 argv += ["--symlink", os.readlink(d), d]
             elif os.path.isdir(d):
                 argv += ["--ro-bind", d, d]
+        # as root, jobs run bwrap as a dedicated unprivileged uid: probe exactly that (unprivileged user namespaces)
+        drop = (lambda: hostuser.drop_to(hostuser.job_uid("probe"))) if hostuser.running_as_root() else None
         try:
-            p = subprocess.run([*argv, "/bin/sh", "-c", "true"], capture_output=True, timeout=20)
+            p = subprocess.run([*argv, "/bin/sh", "-c", "true"], capture_output=True, timeout=20, preexec_fn=drop)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"bwrap failed to start: {exc}"
         if p.returncode != 0:
             err = p.stderr.decode(errors="replace").strip()
             fix = (
-                "enable unprivileged user namespaces: `sudo sysctl -w kernel.unprivileged_userns_clone=1` and, "
+                "jobs run as an unprivileged uid even when AgentLab is root, so enable unprivileged user "
+                "namespaces: `sudo sysctl -w kernel.unprivileged_userns_clone=1` and, "
                 "on Ubuntu >= 23.10, `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; inside a "
                 "container run it with `--security-opt seccomp=unconfined --cap-add SYS_ADMIN` or use the docker backend"
             )
@@ -153,81 +196,62 @@ class BwrapSandbox(Sandbox):
         lim = job.limits
         meta = Path(job.workdir) / ".job"
         meta.mkdir(parents=True, exist_ok=True)
+        inputs = inputs_of(job)
+        root = hostuser.running_as_root()
+        uid = hostuser.job_uid(job.id) if root else os.getuid()
+        stage = Stage(uid, lim.disk_mb, lim.max_inodes) if root else None
+        fd = seccomp.filter_fd()
+        argv = build_argv(job, inputs, fd, stage)
         cg = JobCgroup.create(f"{re.sub(r'[^A-Za-z0-9_.-]', '_', job.id)}-{os.getpid()}-{time.time_ns()}", lim)
 
         def prepare_child() -> None:  # runs in the forked child before exec(bwrap)
             if cg is not None:
                 cg.join()
-            apply_rlimits(lim, with_memory=cg is None, with_nproc=cg is None)
+            apply_rlimits(lim, with_memory=cg is None, nproc=lim.max_processes + 8 if (root or cg is None) else None)
+            if stage is not None:
+                stage.mount_in_child()
+                hostuser.drop_to(uid)
+            hostuser.new_session_keyring()
 
-        start = time.monotonic()
+        guarantees = [f"host uid {uid}" + (" (dedicated, unprivileged)" if root else " (the orchestrator's own)"),
+                      "/proc/sys read-only", "fresh session keyring", seccomp.describe(),
+                      f"/job tmpfs {lim.disk_mb} MB" + (f", {lim.max_inodes} inodes" if root else ""),
+                      f"/dev/shm and /tmp {small_tmpfs_mb(lim)} MB each",
+                      f"memory via {'cgroup' if cg is not None else 'RLIMIT_AS'}"]  # fmt: skip
         try:
             proc = subprocess.Popen(
-                build_argv(job), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, preexec_fn=prepare_child,
-                env={"PATH": "/usr/bin:/bin"},  # bwrap's own pid-1 is visible in the job's /proc: give it no secrets
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, preexec_fn=prepare_child, pass_fds=(fd,),
+                env={"PATH": "/usr/bin:/bin"},  # bwrap's own environment: no secrets
             )  # fmt: skip
         except BaseException:
             if cg is not None:
                 cg.remove()
             raise
-        killed_for: list[tuple[str, str]] = []
-
-        def kill(why: str, detail: str) -> None:
-            if not killed_for:
-                killed_for.append((why, detail))
-            _kill_tree(proc, cg)
-
-        cap_msg = f"output cap of {lim.max_output_bytes * HARD_OUTPUT_FACTOR} bytes exceeded"
-        pumps = [
-            OutputPump(proc.stdout, meta / "stdout.log", lim.max_output_bytes, lambda: kill("output_limit", cap_msg)),
-            OutputPump(proc.stderr, meta / "stderr.log", lim.max_output_bytes, lambda: kill("output_limit", cap_msg)),
-        ]
-        for p in pumps:
-            p.start()
-        cpu_budget = cpu_limit(lim)
+        finally:
+            os.close(fd)
+        start = time.monotonic()
         try:
-            while proc.poll() is None:
-                if time.monotonic() - start > lim.wall_seconds:
-                    kill("timeout", f"wall-clock limit of {lim.wall_seconds:g} s reached")
-                elif cg is not None and (cg.cpu_seconds() or 0.0) > cpu_budget:
-                    kill("timeout", f"CPU time limit of {cpu_budget:g} s reached")
-                try:
-                    proc.wait(timeout=0.05)
-                except subprocess.TimeoutExpired:
-                    pass
+            run = follow_supervisor(
+                proc.stdout, proc.stderr, Path(job.workdir), set(inputs), caps_for(lim), lim,
+                alive=lambda: proc.poll() is None, kill=lambda: _kill_tree(proc, cg),
+                cpu_seconds=(lambda: cg.cpu_seconds()) if cg is not None else None,
+            )  # fmt: skip
         finally:
             _kill_tree(proc, cg)  # leaves nothing behind: daemons, orphans, stopped processes
             proc.wait()
-            for p in pumps:
-                p.join(timeout=5)
             oom = cg.oom_killed() if cg is not None else False
             if cg is not None:
                 cg.remove()
-        rc = proc.returncode
-        err = pumps[1].tail_bytes()
-        detail = ""
-        if killed_for:
-            reason, detail = killed_for[0]
-        elif oom or (cg is None and rc != 0 and b"MemoryError" in err[-2000:]):
-            reason, detail = "memory", f"memory limit of {lim.memory_mb} MB exceeded"
-        elif rc == 128 + signal.SIGXCPU:
-            reason, detail = "timeout", "CPU time limit reached (SIGXCPU)"
-        elif rc is not None and rc > 128 and rc - 128 in (signal.SIGKILL, signal.SIGTERM):
-            reason, detail = "killed", f"killed by signal {rc - 128}"
-        elif rc == 1 and err.startswith(b"bwrap:"):
-            reason, detail = "error", err.decode(errors="replace").strip()[:500]
-        else:
-            reason = "finished"
-        out_trunc = any(p.truncated for p in pumps)
-        if out_trunc and not detail:
-            detail = f"output beyond {lim.max_output_bytes} bytes per stream was dropped"
+            if stage is not None:
+                stage.remove()
+        reason, code, detail = end_reason(run, proc.returncode, oom, lim, has_cgroup=cg is not None)
         return JobResult(
-            job_id=job.id, backend=self.name,
-            exit_code=None if killed_for else rc, reason=reason,  # type: ignore[arg-type]
+            job_id=job.id, backend=self.name, exit_code=code, reason=reason,  # type: ignore[arg-type]
             wall_seconds=round(time.monotonic() - start, 3),
-            stdout_tail=tail(pumps[0].tail_bytes()), stderr_tail=tail(err),
-            output_truncated=out_trunc, detail=detail,
+            stdout_tail=tail(run.pumps[0].tail_bytes()), stderr_tail=tail(run.pumps[1].tail_bytes()),
+            output_truncated=any(p.truncated for p in run.pumps), detail=detail,
+            files=run.channel.files, not_collected=run.channel.skipped, guarantees=guarantees,
         )  # fmt: skip
 
 

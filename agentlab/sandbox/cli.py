@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentlab.phases.common import clip
 from agentlab.sandbox.base import Job, Limits, SandboxUnavailable, available_backends, get_backend
+from agentlab.sandbox.safe_files import UntrustedFileError, read_json
 
 sandbox_app = typer.Typer(help="Run scripts in the experiment sandbox; check which backends work here.",
                           no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
@@ -25,6 +27,11 @@ def _settings():
     from agentlab.config import load_settings
 
     return load_settings()
+
+
+def _plain(text: str) -> str:
+    """A job's text for the terminal: no escape sequences or other control characters (newlines and tabs kept)."""
+    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
 
 
 @sandbox_app.command("run")
@@ -62,33 +69,43 @@ def run_cmd(
     res = sb.run(job)
     if res.stdout_tail:
         console.rule("stdout (tail)")
-        console.out(res.stdout_tail.rstrip("\n"), highlight=False)
+        console.out(_plain(res.stdout_tail.rstrip("\n")), highlight=False)
     if res.stderr_tail:
         console.rule("stderr (tail)")
-        console.out(res.stderr_tail.rstrip("\n"), highlight=False)
+        console.out(_plain(res.stderr_tail.rstrip("\n")), highlight=False)
     console.rule()
     color = "green" if res.ok else "red"
     console.print(f"reason: [bold {color}]{res.reason}[/]  exit code: {res.exit_code}  wall: {res.wall_seconds:.2f}s"
                   + ("  [yellow](output truncated)[/]" if res.output_truncated else ""), highlight=False)  # fmt: skip
     if res.detail:
-        console.print(f"detail: {res.detail}", highlight=False)
-    results = wd / "results.json"
-    if results.exists():
-        try:
-            console.print(f"results.json: {json.dumps(json.loads(results.read_text()))[:2000]}", highlight=False)
-        except ValueError:
-            console.print("results.json: [red]not valid JSON[/]")
+        console.print(f"detail: {_plain(res.detail)}", highlight=False, markup=False)
+    try:  # the file is the job's: never followed if a link, size-capped, bounded parse, never printed raw
+        value = read_json(wd, "results.json", max_bytes=1_000_000)
+        console.print(f"results.json: {clip(json.dumps(value), 2000)}", markup=False, highlight=False)
+    except UntrustedFileError as exc:
+        if exc.kind != "missing":
+            console.print(f"results.json refused: {exc}", markup=False, highlight=False)
     console.print(f"work dir: {wd}  (logs in {wd / '.job'})", highlight=False)
     raise typer.Exit(0 if res.ok else (res.exit_code or 1))
 
 
 @sandbox_app.command("check")
 def check_cmd() -> None:
-    """Say which sandbox backends work here and, for those that do not, the exact fix."""
+    """Say which sandbox backends work here (the exact fix for those that do not) and, for each that does,
+    which isolation guarantees a probe job observed: host uid, seccomp, keyring, quotas, read-only inputs."""
     table = Table("backend", "usable", "why / fix")
     any_ok = False
     for name, ok, why in available_backends():
         any_ok |= ok and name != "unsafe-local"
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", why)
     console.print(table)
+    from agentlab.sandbox.selftest import guarantees
+
+    for name, ok, _ in available_backends():
+        if not ok or name in ("unsafe-local", "ray"):
+            continue
+        g = Table("guarantee", "holds", "how / why not", title=f"{name}: what a probe job observed here")
+        for what, held, how in guarantees(get_backend(name)):
+            g.add_row(what, "[green]yes[/]" if held else "[red]NO[/]", how)
+        console.print(g)
     raise typer.Exit(0 if any_ok else 1)

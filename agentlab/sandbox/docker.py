@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from agentlab.sandbox.base import Job, JobResult, Sandbox, tail
-from agentlab.sandbox.bwrap import CODE_DIR, JOB_DIR, project_package_dir
-from agentlab.sandbox.limits import HARD_OUTPUT_FACTOR, OutputPump, cpu_limit
+from agentlab.sandbox import hostuser, seccomp
+from agentlab.sandbox.base import Job, JobResult, Sandbox, inputs_of, tail
+from agentlab.sandbox.bwrap import CODE_DIR, JOB_DIR, caps_for, project_package_dir, small_tmpfs_mb, supervisor_argv
+from agentlab.sandbox.limits import cpu_limit
+from agentlab.sandbox.supervise import HOST_GRACE_SECONDS, end_reason, follow_supervisor
 
 LABEL = "org.agentlab"
 TEST_IMAGE = "agentlab-sandbox:test"
@@ -94,15 +95,11 @@ class DockerSandbox(Sandbox):
                 continue
         return cands[0]
 
-    def _user(self, workdir: Path) -> str:
-        """A non-root user that owns the work dir: the caller's uid, or nobody when we are root."""
-        if os.geteuid() != 0:
-            return f"{os.getuid()}:{os.getgid()}"
-        for root, dirs, files in os.walk(workdir):
-            dirs[:] = [d for d in dirs if not (root == str(workdir) and d == ".job")]
-            for n in [root, *(os.path.join(root, f) for f in files)]:
-                os.lchown(n, 65534, 65534)
-        return "65534:65534"
+    @staticmethod
+    def _user(job: Job) -> str:
+        """Never root: the job's dedicated uid when we are root (as on bwrap), else the caller's uid."""
+        uid = hostuser.job_uid(job.id) if hostuser.running_as_root() else os.getuid()
+        return f"{uid}:{uid}"
 
     def create(self, job: Job) -> Any:
         """Create and start the container for `job` without waiting (the resumable half of a run)."""
@@ -111,14 +108,15 @@ class DockerSandbox(Sandbox):
         lim = job.limits
         workdir = Path(job.workdir).resolve()
         (workdir / ".job").mkdir(parents=True, exist_ok=True)
+        inputs = inputs_of(job)
         cpu = int(cpu_limit(lim)) + 1
         labels = {f"{LABEL}.{k}": str(v) for k, v in job.labels.items()}
         labels.update({
             f"{LABEL}.job-id": job.id,
-            f"{LABEL}.deadline": str(time.time() + lim.wall_seconds),
+            f"{LABEL}.deadline": str(time.time() + lim.wall_seconds + HOST_GRACE_SECONDS),
             f"{LABEL}.memory-mb": str(lim.memory_mb),
         })  # fmt: skip
-        volumes = {str(workdir): {"bind": JOB_DIR, "mode": "rw"}}
+        volumes = {str(workdir / rel): {"bind": f"{JOB_DIR}/{rel}", "mode": "ro"} for rel in inputs}
         volumes[str(project_package_dir())] = {"bind": f"{CODE_DIR}/agentlab", "mode": "ro"}
         for p in job.readonly_paths:
             volumes[os.path.realpath(p)] = {"bind": os.path.realpath(p), "mode": "ro"}
@@ -137,17 +135,24 @@ class DockerSandbox(Sandbox):
                 kw["device_requests"] = [DeviceRequest(count=lim.gpus, capabilities=[["gpu"]])]
         if os.environ.get("AGENTLAB_SANDBOX_CPUS"):
             kw["nano_cpus"] = int(float(os.environ["AGENTLAB_SANDBOX_CPUS"]) * 1e9)
-        log_cap = max(lim.max_output_bytes * 10, 10_000_000)
+        small = small_tmpfs_mb(lim)
+        uid = self._user(job).split(":")[0]
+        owner = f"uid={uid},gid={uid},mode=0700"  # (mode= alone loses to the image's own /job mode)
+        # the log holds the supervisor's frames: the job's output *and* the files it left (base64)
+        log_cap = max(lim.max_output_bytes * 10, 10_000_000) + (lim.disk_mb << 20) * 2
         container = self.client.containers.create(
             self._image(lim.gpus),
-            command=["python", f"{CODE_DIR}/agentlab/sandbox/launcher.py", "--wall", str(lim.wall_seconds + 5), "--",
-                     *job.command],  # fmt: skip
+            command=supervisor_argv(job, "python", inputs, caps_for(lim), with_seccomp=True),
             name=container_name(job.id), labels=labels, environment=env, working_dir=JOB_DIR,
-            user=self._user(workdir), network_mode="none", read_only=True, volumes=volumes,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.memory_mb}m,mode=1777", f"{JOB_DIR}/.job": "rw,size=64k"},
-            mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m", pids_limit=lim.max_processes,
-            ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 5), Ulimit(name="core", soft=0, hard=0)],
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private", hostname="sandbox",
+            user=self._user(job), network_mode="none", read_only=True, volumes=volumes,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={small}m,mode=1777",
+                   JOB_DIR: f"rw,nosuid,nodev,exec,size={lim.disk_mb}m,nr_inodes={lim.max_inodes},{owner}"},
+            shm_size=f"{small}m", mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m",
+            pids_limit=lim.max_processes,
+            ulimits=[Ulimit(name="cpu", soft=cpu, hard=cpu + 5), Ulimit(name="core", soft=0, hard=0),
+                     Ulimit(name="fsize", soft=lim.disk_mb << 20, hard=lim.disk_mb << 20)],
+            cap_drop=["ALL"], security_opt=["no-new-privileges"],  # + docker's default seccomp profile, and ours (jobinit)
+            ipc_mode="private", hostname="sandbox",
             log_config=LogConfig(type="json-file", config={"max-size": str(log_cap), "max-file": "1"}),
             stdin_open=False, tty=False, detach=True, **kw,
         )  # fmt: skip
@@ -182,77 +187,49 @@ class DockerSandbox(Sandbox):
         return self._follow(container, job, attached=False)
 
     def _follow(self, container: Any, job: Job, attached: bool) -> JobResult:
-        """Stream output, enforce wall clock and output caps, then collect and remove the container."""
+        """Read the supervisor's frames from the container's log, enforce the host deadline, then remove it.
+        A reattached run reads the log from its start, so it lands the same files and output."""
         lim = job.limits
-        meta = Path(job.workdir) / ".job"
-        meta.mkdir(parents=True, exist_ok=True)
-        deadline = float(container.labels.get(f"{LABEL}.deadline", time.time() + lim.wall_seconds))
+        deadline = float(container.labels.get(f"{LABEL}.deadline", time.time() + lim.wall_seconds + HOST_GRACE_SECONDS))
         start = time.monotonic()
-        killed_for: list[tuple[str, str]] = []
+        state: dict = {}
 
-        def kill(why: str, msg: str) -> None:
-            if not killed_for:
-                killed_for.append((why, msg))
+        def alive() -> bool:
+            try:
+                container.reload()
+            except Exception:  # noqa: BLE001 - gone
+                return False
+            state.update(container.attrs.get("State", {}))
+            return container.status not in ("exited", "dead")
+
+        def kill() -> None:
             try:
                 container.kill()
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
-        cap_msg = f"output cap of {lim.max_output_bytes * HARD_OUTPUT_FACTOR} bytes exceeded"
-        pumps = [
-            OutputPump(None, meta / n, lim.max_output_bytes, lambda: kill("output_limit", cap_msg))  # type: ignore[arg-type]
-            for n in ("stdout.log", "stderr.log")
-        ]
-        threads = [
-            threading.Thread(target=_stream_logs, args=(container, pumps[0], True), daemon=True),
-            threading.Thread(target=_stream_logs, args=(container, pumps[1], False), daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        # If this loop is interrupted (Ctrl-C, API error) the container is left for a resumed run to reattach;
-        # its launcher enforces the wall clock on its own, so nothing runs unbounded.
-        while True:
-            container.reload()
-            if container.status in ("exited", "dead"):
-                break
-            if time.time() > deadline:
-                kill("timeout", f"wall-clock limit of {lim.wall_seconds:g} s reached")
-            time.sleep(0.1)
-        for t in threads:
-            t.join(timeout=10)
-        state = container.attrs.get("State", {})
+        def frames():
+            return container.logs(stream=True, follow=True, stdout=True, stderr=False)
+
+        run = follow_supervisor(None, None, Path(job.workdir), set(inputs_of(job)), caps_for(lim), lim,
+                                alive=alive, kill=kill, lines=frames, deadline=deadline)  # fmt: skip
+        try:
+            run.supervisor_err = container.logs(stdout=False, stderr=True, tail=50)[-4000:]
+        except Exception:  # noqa: BLE001
+            pass
         try:
             container.remove(force=True)
         except Exception:  # noqa: BLE001
             pass
-        rc = state.get("ExitCode")
-        detail = f"container {container.short_id}" + (" (reattached after a restart)" if attached else "")
-        if killed_for:
-            reason, detail = killed_for[0][0], f"{detail}; {killed_for[0][1]}"
-        elif state.get("OOMKilled"):
-            reason, detail = "memory", f"{detail}; memory limit of {lim.memory_mb} MB exceeded"
-        elif rc == 124 and b"launcher: wall-clock limit" in pumps[1].tail_bytes():
-            reason, detail = "timeout", f"{detail}; wall-clock limit of {lim.wall_seconds:g} s reached (in-container deadline)"
-        elif rc == 128 + 24:  # SIGXCPU
-            reason, detail = "timeout", f"{detail}; CPU time limit reached"
-        elif rc in (128 + 9, 128 + 15):
-            reason = "killed"
-        elif rc == 127 and b"launcher: cannot run" in pumps[1].tail_bytes():
-            reason = "error"
-        else:
-            reason = "finished"
+        reason, code, detail = end_reason(run, state.get("ExitCode"), bool(state.get("OOMKilled")), lim)
+        where = f"container {container.short_id}" + (" (reattached after a restart)" if attached else "")
         return JobResult(
-            job_id=job.id, backend=self.name, exit_code=None if killed_for else rc, reason=reason,  # type: ignore[arg-type]
+            job_id=job.id, backend=self.name, exit_code=code, reason=reason,  # type: ignore[arg-type]
             wall_seconds=round(time.monotonic() - start, 3),
-            stdout_tail=tail(pumps[0].tail_bytes()), stderr_tail=tail(pumps[1].tail_bytes()),
-            output_truncated=any(p.truncated for p in pumps), detail=detail,
+            stdout_tail=tail(run.pumps[0].tail_bytes()), stderr_tail=tail(run.pumps[1].tail_bytes()),
+            output_truncated=any(p.truncated for p in run.pumps), detail=f"{where}; {detail}" if detail else where,
+            files=run.channel.files, not_collected=run.channel.skipped,
+            guarantees=[f"user {self._user(job)}", "read-only root", "no-new-privileges", "all capabilities dropped",
+                        "docker's default seccomp profile", seccomp.describe(), f"/job tmpfs {lim.disk_mb} MB, {lim.max_inodes} inodes",
+                        f"/dev/shm and /tmp {small_tmpfs_mb(lim)} MB each", "memory via cgroup"],
         )  # fmt: skip
-
-
-def _stream_logs(container: Any, pump: OutputPump, stdout: bool) -> None:
-    try:
-        with open(pump.log_path, "wb") as log:
-            for chunk in container.logs(stream=True, follow=True, stdout=stdout, stderr=not stdout):
-                pump.feed(chunk, log)
-    except Exception:  # noqa: BLE001 - the container went away; what we have is what we report
-        pass

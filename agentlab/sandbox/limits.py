@@ -215,18 +215,21 @@ def cpu_limit(limits: Limits) -> float:
     return float(limits.wall_seconds) * (os.cpu_count() or 1)
 
 
-def apply_rlimits(limits: Limits, with_memory: bool, with_nproc: bool) -> None:
-    """Set rlimits in the calling process (a child before exec); inherited by the whole job."""
+def apply_rlimits(limits: Limits, with_memory: bool, nproc: int | None = None) -> None:
+    """Set rlimits in the calling process (a child before exec); inherited by the whole job. `nproc` is only
+    meaningful for an uid that runs nothing else (the kernel ignores RLIMIT_NPROC for root)."""
     cpu = int(cpu_limit(limits)) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    fsize = limits.disk_mb * 1024 * 1024  # no single file (in /job, /tmp or /dev/shm) beyond the disk cap
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     if with_memory:
         mem = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    if with_nproc and os.getuid() != 0:  # the kernel ignores RLIMIT_NPROC for (host) root
-        # RLIMIT_NPROC counts every process of this uid, so allow the ones that already exist
-        n = limits.max_processes + _processes_of_uid(os.getuid())
-        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+    if nproc is not None:
+        if os.getuid() != 0 and os.environ.get("AGENTLAB_SANDBOX_SHARED_UID", "1") == "1":
+            nproc += _processes_of_uid(os.getuid())  # our own uid: count what already runs under it
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 def _processes_of_uid(uid: int) -> int:

@@ -24,11 +24,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from agentlab.sandbox.base import Job, JobResult, Sandbox
+from agentlab.sandbox.base import Job, JobResult, Sandbox, inputs_of, job_inputs
+from agentlab.sandbox.safe_files import UntrustedFileError, check_relpath, read_bytes, write_new
 
 NAMESPACE = "agentlab"
 MAX_SEND_BYTES = 256 * 2**20  # the job's files shipped to the worker
 MAX_FILE_BACK = 64 * 2**20  # one file brought back
+MAX_FILES_BACK = 1000
 _connect_lock = threading.Lock()
 _actor_cls: Any = None
 
@@ -37,27 +39,33 @@ def actor_name(job_id: str) -> str:
     return f"agentlab-job-{job_id}"
 
 
-def pack(workdir: str | Path) -> dict[str, bytes]:
-    """The job's files (relative path -> bytes), without the host-side `.job/` bookkeeping."""
+def pack(workdir: str | Path, names: list[str] | None = None) -> dict[str, bytes]:
+    """The job's input files (relative path -> bytes): `names`, or every regular file (never `.job/`)."""
     root = Path(workdir)
     out: dict[str, bytes] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if p.is_file() and not p.is_symlink() and rel.parts[0] not in (".job", ".git"):
-            out[rel.as_posix()] = p.read_bytes()
+    for rel in names if names is not None else job_inputs(root):
+        p = root / rel
+        if p.is_file() and not p.is_symlink():
+            out[rel] = p.read_bytes()
     if sum(map(len, out.values())) > MAX_SEND_BYTES:
         raise ValueError(f"job files exceed {MAX_SEND_BYTES >> 20} MiB; keep data out of the experiment directory")
     return out
 
 
-def unpack(root: str | Path, files: dict[str, bytes]) -> None:
-    base = Path(root).resolve()
-    for rel, data in files.items():
-        dest = (base / rel).resolve()
-        if base not in dest.parents:  # never write outside the workdir
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+def unpack(root: str | Path, files: dict[str, bytes], keep: set[str] | frozenset = frozenset()) -> list[str]:
+    """Write files that came back from a worker; returns "path: why" for each one refused. Names are checked
+    like any job output (plain relative paths, no dotfiles), nothing in `keep` (the job's inputs) is replaced,
+    and no link is followed (`safe_files.write_new`)."""
+    refused = []
+    for rel, data in list(files.items())[:MAX_FILES_BACK]:
+        try:
+            rel = check_relpath(rel)
+            if rel in keep:
+                raise UntrustedFileError("invalid", f"{rel}: an input of the job; the host's copy is kept")
+            write_new(root, rel, data)
+        except (UntrustedFileError, OSError) as exc:
+            refused.append(f"{str(rel)[:200]}: {str(exc)[:200]}")
+    return refused
 
 
 def _actor_class():
@@ -99,15 +107,14 @@ def _actor_class():
                 used = backend.name
                 extra = {"readonly_paths": tuple(readonly)} if readonly else {}  # same paths on every node
                 res = backend.run(Job(id=job_id, workdir=tmp, command=command, limits=Limits(**limits), env=env,
-                                      **extra))
-                for p in Path(tmp).rglob("*"):
-                    rel = p.relative_to(tmp).as_posix()
-                    if not p.is_file() or p.is_symlink() or rel.startswith(".job/"):
-                        continue
-                    data = p.read_bytes()
-                    if len(data) > MAX_FILE_BACK:
+                                      inputs=tuple(files), **extra))
+                for rel in res.files:  # what the inner backend brought back (already checked there)
+                    try:
+                        data = read_bytes(tmp, rel, MAX_FILE_BACK)
+                    except UntrustedFileError:
                         skipped.append(rel)
-                    elif files.get(rel) != data:
+                        continue
+                    if files.get(rel) != data:
                         back[rel] = data
                 result = res.to_dict()
             except Exception as exc:  # the worker cannot run it: report, don't hang the caller
@@ -193,7 +200,7 @@ class RaySandbox(Sandbox):
         actor = _actor_class().options(**self._options(job)).remote()
         try:
             if not ray.get(actor.started.remote()):
-                ray.get(actor.start.remote(job.id, pack(job.workdir), list(job.command), asdict(job.limits),
+                ray.get(actor.start.remote(job.id, pack(job.workdir, inputs_of(job)), list(job.command), asdict(job.limits),
                                            dict(job.env), self.inner, tuple(getattr(job, "readonly_paths", ()))))
             out = None
             while out is None:
@@ -210,8 +217,9 @@ class RaySandbox(Sandbox):
 
     def _land(self, job: Job, out: dict) -> JobResult:
         """Write the returned files and logs into the job's workdir; the result names where it ran."""
-        unpack(job.workdir, out["files"])
+        refused = unpack(job.workdir, out["files"], set(inputs_of(job)))
         res = JobResult(**out["result"])
+        res.not_collected = [*res.not_collected, *refused][:50]
         logs = Path(job.workdir) / ".job"
         logs.mkdir(parents=True, exist_ok=True)
         (logs / "stdout.log").write_text(res.stdout_tail)

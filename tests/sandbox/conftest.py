@@ -14,14 +14,25 @@ from agentlab.sandbox.base import _REGISTRY
 ISOLATED = ["bwrap", "docker"]
 
 
+def make_backend(request, name: str):
+    """An instance of backend `name`, or a skip with the backend's own reason and fix. "ray" runs its jobs on
+    the session's real Ray head (tests/conftest.py), isolated there by bwrap."""
+    if name == "ray":
+        addr = request.getfixturevalue("ray_cluster")
+        mp = request.getfixturevalue("monkeypatch")
+        mp.setenv("AGENTLAB_RAY_ADDRESS", addr)
+        mp.setenv("AGENTLAB_RAY_SANDBOX", "bwrap")
+    cls = _REGISTRY[name]()
+    ok, why = cls.check()
+    if not ok:
+        pytest.skip(f"{name} unavailable here: {why}")
+    return cls()
+
+
 @pytest.fixture(params=ISOLATED)
 def backend(request):
     """An instance of each isolated backend; skipped (with the backend's own reason and fix) where unusable."""
-    cls = _REGISTRY[request.param]()
-    ok, why = cls.check()
-    if not ok:
-        pytest.skip(f"{request.param} unavailable here: {why}")
-    return cls()
+    return make_backend(request, request.param)
 
 
 class JobRunner:

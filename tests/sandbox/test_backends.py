@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -142,6 +141,6 @@ def test_docker_container_enforces_its_deadline_without_a_watcher(tmp_path, dock
     job = Job(id=f"orphan-{uuid.uuid4().hex[:8]}", workdir=str(wd), command=["python", "main.py"],
               limits=Limits(wall_seconds=1, memory_mb=256))  # fmt: skip
     container = cls().create(job)  # started, and nobody watches it
-    container.wait(timeout=120)  # returns because the in-container launcher stops the job by itself
+    container.wait(timeout=120)  # returns because the in-container supervisor stops the job by itself
     result = cls().run(job)  # a resumed run collects the outcome
-    assert result.reason == "timeout" and "in-container deadline" in result.detail, result
+    assert result.reason == "timeout" and "wall-clock limit" in result.detail, result

@@ -9,84 +9,15 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.fakes.procs import _stop_group, _wait_port, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 90.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f}s")
-
-
-def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL, to the process group this fixture started (and nothing else)."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A real Ray head on 127.0.0.1 with 2 CPUs (two workers can run at once); yields its address."""
-    pytest.importorskip("ray", reason="ray not installed: pip install 'agentlab[ray]'")
-    ray_bin = BIN / "ray"
-    if not ray_bin.exists():
-        pytest.skip(f"the `ray` command is not in {BIN}")
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 chars
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    log = open(Path(tmp) / "ray-start.log", "w")
-    proc = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", "2", "--num-gpus", "0", "--memory", str(4 * 2**30), "--object-store-memory", str(200 * 2**20),
-         "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", tmp,
-         "--min-worker-port", "0", "--max-worker-port", "0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        _wait_port(port, proc, "ray head")
-        time.sleep(1.0)
-        yield f"127.0.0.1:{port}"
-    finally:
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ray.shutdown()
-        except Exception:
-            pass
-        _stop_group(proc, grace=10.0)
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pg_bin() -> Path | None:
