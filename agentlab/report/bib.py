@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 
-_CITE = re.compile(r"\\(?:cite|citep|citet|citealp|citeauthor|citeyear|nocite)\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
+_CITE = re.compile(r"\\(?:[Cc]ite(?:p|t|alp|alt|author|year|yearpar)?|nocite)\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
 _ENTRY_KEY = re.compile(r"^(\s*@\s*\w+\s*\{)\s*([^,\s]+)\s*,", re.MULTILINE)
+_AT_ENTRY = re.compile(r"@\s*\w+\s*[{(]")  # any entry, also @preamble/@string (copied into the .bbl)
+_CS = re.compile(r"\\([A-Za-z@]+|.)", re.DOTALL)
+#: the LaTeX a paper's own BibTeX may hold (accents, escapes, a few text commands); else it is rebuilt
+_BIB_CS = frozenset("' ` \" ^ ~ = . u v H c k r t d b i j o O l L ss ae AE oe OE aa AA & % $ # _ { } - , "
+                    "textbf textit emph textsc textrm texttt mathrm mathbf mathcal url".split()) | {" "}
 
 
 def safe_key(paper: dict) -> str:
@@ -39,7 +44,7 @@ def entry_from_metadata(paper: dict, key: str) -> str:
         if paper.get("primary_category"):
             fields.append(("primaryClass", _bib_text(paper["primary_category"])))
     if paper.get("url"):
-        fields.append(("url", str(paper["url"]).replace("{", "").replace("}", "")))
+        fields.append(("url", re.sub(r"[{}\\\s]", "", str(paper["url"]))))
     body = ",\n".join(f"  {k} = {{{v}}}" for k, v in fields)
     return f"@misc{{{key},\n{body}\n}}\n"
 
@@ -53,10 +58,16 @@ def _balanced(text: str) -> bool:
     return depth == 0
 
 
+def _plain_bibtex(text: str) -> bool:
+    """One entry, and only harmless LaTeX in it (BibTeX copies fields, @preamble too, into the .bbl)."""
+    return (len(_AT_ENTRY.findall(text)) == 1 and "^^" not in text
+            and all(m.group(1) in _BIB_CS for m in _CS.finditer(text)))
+
+
 def entry_for(paper: dict, key: str) -> str:
     """The paper's own BibTeX (re-keyed to `key`) when it is usable, else one built from metadata."""
     given = (paper.get("bibtex") or "").strip()
-    if given and _balanced(given) and len(_ENTRY_KEY.findall(given)) == 1:
+    if given and _balanced(given) and len(_ENTRY_KEY.findall(given)) == 1 and _plain_bibtex(given):
         return _ENTRY_KEY.sub(lambda m: f"{m.group(1)}{key},", given, count=1) + "\n"
     return entry_from_metadata(paper, key)
 

@@ -29,8 +29,10 @@ class Writer:
     """Writes, checks and fixes sections for one revision; collects the problems it could not fix."""
 
     def __init__(self, ctx: dict, llm: LLM, sources: list[Source], numbers: list[str], keys: dict[str, dict],
-                 data_view: list[dict], labels: list[str], fix_rounds: int, progress: Callable[[str], None]):
+                 data_view: list[dict], labels: list[str], fix_rounds: int, progress: Callable[[str], None],
+                 figures: list[str] | None = None):
         self.ctx, self.llm, self.sources, self.numbers = ctx, llm, sources, numbers
+        self.figures = list(figures or [])  # the figure files the host drew: all \includegraphics may name
         self.keys, self.data_view, self.labels = keys, data_view, labels
         self.fix_rounds, self.progress = fix_rounds, progress
         self.prefix = ctx.get("memo_prefix") or f"write_report/rev{ctx.get('revision', 1)}"
@@ -109,14 +111,14 @@ class Writer:
 
     def check_and_fix(self, name: str, latex: str, rounds: int | None = None) -> str:
         """Send the section back while it has problems (bounded); then drop/redact what remains."""
-        latex, removed = sanitize(latex)
+        latex, removed = sanitize(latex, self.figures)
         self.problems += [f"{name}: {p}" for p in removed]
         for r in range(self.fix_rounds if rounds is None else rounds):
             problems = self.issues(latex)
             if not problems:
                 return latex
             self.progress(f"{name}: {len(problems)} problem(s) sent back to the writer")
-            latex, removed = sanitize(self.fix(name, latex, problems, f"check{r + 1}"))
+            latex, removed = sanitize(self.fix(name, latex, problems, f"check{r + 1}"), self.figures)
             self.problems += [f"{name}: {p}" for p in removed]
         return self.enforce(name, latex)
 

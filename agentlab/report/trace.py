@@ -18,7 +18,7 @@ _MAX_GROUP = 40
 # LaTeX that carries no prose numbers: comments, references, labels, paths, lengths, env names
 _STRIP = re.compile(
     r"(?<!\\)%[^\n]*"
-    r"|\\(?:cite[a-z]*|nocite|ref|eqref|autoref|cref|Cref|label|url|input|include|includegraphics"
+    r"|\\(?:[Cc]ite[a-z]*|nocite|ref|eqref|autoref|cref|Cref|label|url|input|include|includegraphics"
     r"|begin|end|hspace|vspace|setlength|href|untraced)\*?(?:\[[^\]]*\])*\{[^}]*\}"
     r"|\[(?:width|height|scale)=[^\]]*\]"
 )

@@ -14,7 +14,7 @@ from agentlab.paths import templates_dir
 from agentlab.prompts import render_messages
 from agentlab.report.bib import build_bib, cited_keys
 from agentlab.report.figures import build_figure, build_table, datasets, describe
-from agentlab.report.latex import compile_pdf, render, tex_escape, template_names, unicode_to_tex
+from agentlab.report.latex import compile_pdf, render, sanitize, template_names, tex_escape, unicode_to_tex
 from agentlab.report.schemas import SECTION_TITLES, SECTIONS, ReportOutline, RevisionPlan
 from agentlab.report.sections import PHASE, Writer
 from agentlab.report.trace import collect_sources, sources_for_prompt, trace_latex
@@ -80,9 +80,11 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
             continue
         figures.append(tex)
         labels.append(f"fig:f{i}")
+    figure_files = sorted(f"figures/{p.name}" for p in (out / "figures").iterdir() if p.is_file())
 
     # 2. sections (a revision rewrites only the sections the reviews/feedback concern)
-    writer = Writer(ctx, llm, sources, numbers, keys, describe(data), labels, settings.report_fix_rounds, progress)
+    writer = Writer(ctx, llm, sources, numbers, keys, describe(data), labels, settings.report_fix_rounds, progress,
+                    figures=figure_files)
     title = outline.title
     if previous:
         sections = dict(previous["sections"])
@@ -104,10 +106,14 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
         sections = {name: writer.write(name, title) for name in SECTIONS}
     title_tex = writer.enforce("title", unicode_to_tex(tex_escape(title)))
     rewritten.add("title")
+    for name in SECTIONS:  # every section passes the allowlist, also one kept from an earlier revision
+        sections[name], removed_tex = sanitize(sections.get(name, ""), figure_files)
+        writer.problems += [f"{name}: {p}" for p in removed_tex if f"{name}: {p}" not in writer.problems]
 
     # 3. LaTeX, compiled; errors go back to the writer a bounded number of times
     (out / "references.bib").write_text(bib)
-    sections = _compile(out, settings, writer, title_tex, sections, tables, figures, rev, progress, problems)
+    sections, isolation = _compile(out, settings, writer, title_tex, sections, tables, figures, rev, progress,
+                                   problems)
     problems += writer.problems
 
     # 4. traceability, state for the next revision, commit and tag
@@ -128,10 +134,10 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
     repo.create_tag(f"report-rev-{rev}", ref=sha, force=True)
     untraced = sum(1 for t in trace if t["status"] != "ok")
     run.log(f"report revision {rev}: compiled, {len(trace)} numbers traced ({untraced} untraced), "
-            f"{len(problems)} problem(s), commit {sha[:8]}")
+            f"{len(problems)} problem(s), commit {sha[:8]}; LaTeX compiled with {isolation}")
     progress(f"revision {rev} compiled ({len(problems)} problem(s))")
     return {"revision": rev, "tex": "report/main.tex", "pdf": "report/main.pdf", "compiled": True,
-            "problems": problems, "trace": trace, "commit": sha}
+            "problems": problems, "trace": trace, "commit": sha, "latex_isolation": isolation}
 
 
 def _render(out: Path, settings: Settings, title: str, sections: dict, tables: list, figures: list,
@@ -169,7 +175,8 @@ def plain_text(latex: str) -> str:
 
 
 def _compile(out: Path, settings: Settings, writer: Writer, title: str, sections: dict, tables: list,
-             figures: list, rev: int, progress, problems: list[str]) -> dict:
+             figures: list, rev: int, progress, problems: list[str]) -> tuple[dict, str]:
+    """Compile, sending errors back to the writer; (the sections that compiled, the isolation used)."""
     repairs = 0
     flattened: set[str] = set()
     while True:
@@ -177,7 +184,7 @@ def _compile(out: Path, settings: Settings, writer: Writer, title: str, sections
         progress("compiling LaTeX" if not repairs else f"compiling LaTeX (repair {repairs})")
         res = compile_pdf(out, settings.latex_timeout)
         if res.ok:
-            return sections
+            return sections, res.isolation
         name = section_at(tex, res.error_line)
         if res.log_excerpt.startswith("latexmk is not installed"):
             raise ReportFailed(res.log_excerpt)

@@ -26,3 +26,15 @@ def test_unknown_cites_are_listed_and_dropped():
     assert cited_keys(latex) == ["a", "ghost", "ghost2"]
     assert unknown_cites(latex, {"a"}) == ["ghost", "ghost2"]
     assert drop_unknown_cites(latex, {"a"}) == r"See \cite{a} and  and \citep[p.~3]{a}."
+
+
+def test_given_bibtex_that_could_run_latex_is_rebuilt_from_metadata():
+    """BibTeX copies fields and @preamble into the .bbl, which LaTeX reads: only plain entries are kept."""
+    evil = ["@misc{x, title={\\input{/etc/shadow}}}",
+            "@misc{x, title={T}}\n@preamble{\"\\csname input\\endcsname{/etc/shadow}\"}",
+            "@misc{x, title={\\^^69nput{/etc/shadow}}}"]
+    for given in evil:
+        bib, _ = build_bib([{"id": "1", "title": "Safe title", "bibkey": "k", "bibtex": given,
+                             "url": "http://x.org/\\input{/etc/shadow}"}])
+        assert "{/etc/shadow}" not in bib and "\\" not in bib and "csname" not in bib and "Safe title" in bib
+    assert cited_keys(r"\citealt{a} \Citet{b} \citeyearpar{c}") == ["a", "b", "c"]
