@@ -99,6 +99,20 @@ def small_tmpfs_mb(lim: Limits) -> int:
     return max(16, lim.memory_mb // 4)
 
 
+def system_binds() -> list[str]:
+    """Read-only system dirs (or the links standing for them, as on merged-/usr systems) and allowed /etc files."""
+    a: list[str] = []
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            a += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            a += ["--ro-bind", d, d]
+    for name in ETC_ALLOW:
+        if os.path.lexists(f"/etc/{name}"):
+            a += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return a
+
+
 def build_argv(job: Job, inputs: list[str], seccomp_fd: int | None = None, stage: Stage | None = None) -> list[str]:
     """The bwrap command line for `job` (mount allowlist, namespaces, env). With `stage` (root orchestrator)
     every non-system source is bound from its staged copy, and /job is the stage's capped tmpfs."""
@@ -114,22 +128,12 @@ def build_argv(job: Job, inputs: list[str], seccomp_fd: int | None = None, stage
     small = str(small_tmpfs_mb(lim) << 20)
     a += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
     a += ["--size", small, "--tmpfs", "/dev/shm", "--size", small, "--tmpfs", "/tmp"]
-    for d in SYSTEM_DIRS:
-        if os.path.islink(d):
-            a += ["--symlink", os.readlink(d), d]
-        elif os.path.isdir(d):
-            a += ["--ro-bind", d, d]
-    for name in ETC_ALLOW:
-        p = f"/etc/{name}"
-        if os.path.lexists(p):
-            a += ["--ro-bind-try", p, p]
+    a += system_binds()
     for p in python_paths() + [os.path.realpath(p) for p in job.readonly_paths]:
         a += ["--ro-bind", src(p), p]
     a += ["--ro-bind", src(str(project_package_dir())), f"{CODE_DIR}/agentlab"]
     if lim.gpus:  # NVIDIA and AMD device nodes (after --dev) plus a read-only /sys for driver/topology discovery
-        gpu_devs = sorted(glob.glob("/dev/nvidia*")) + ["/dev/kfd", "/dev/dri"]
-        for d in gpu_devs:
-            a += ["--dev-bind-try", d, d]
+        a += [x for d in [*sorted(glob.glob("/dev/nvidia*")), "/dev/kfd", "/dev/dri"] for x in ("--dev-bind-try", d, d)]
         a += ["--ro-bind-try", "/sys", "/sys"]
     if stage is not None:
         a += ["--bind", stage.job_dir, JOB_DIR]

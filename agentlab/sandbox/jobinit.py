@@ -114,43 +114,55 @@ def _kill_all(pgid: int = 0) -> None:
         pass
 
 
+def _reap(pid: int) -> int | None:
+    """Reap every exited child (the job and the orphans re-parented to us); the job's status if it ended."""
+    status = None
+    while True:
+        try:
+            done, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if done == 0:
+            return status
+        if done == pid:
+            status = st
+
+
+def _relay(sel: selectors.BaseSelector, out: Out) -> None:
+    """Forward what the job wrote since the last call (or wait a moment when its pipes are closed)."""
+    if not sel.get_map():
+        time.sleep(0.05)
+        return
+    for key, _ in sel.select(timeout=0.1):
+        chunk = os.read(key.fd, 65536)
+        if chunk:
+            out.data(key.data, chunk)
+        else:
+            sel.unregister(key.fd)
+            os.close(key.fd)
+
+
 def run_job(out: Out, cmd: list[str], cwd: str, wall: float) -> dict:
-    """Run the job to its end, relaying its output; returns the X record (without the collection counts)."""
+    """Run the job to its end, relaying its output; returns the X record (without the collection counts).
+    Once the main process exits or the wall clock runs out, everything else is killed and its pipes are
+    drained for at most a few seconds."""
     pid, out_r, err_r = _spawn(cmd, cwd)
     sel = selectors.DefaultSelector()
     sel.register(out_r, selectors.EVENT_READ, "O")
     sel.register(err_r, selectors.EVENT_READ, "E")
-    deadline = time.monotonic() + wall if wall > 0 else None
+    deadline = time.monotonic() + wall if wall > 0 else float("inf")
     status, timed_out, drain_until = None, False, None
     while True:
-        while True:  # reap: the job and every orphan re-parented to us
-            try:
-                done, st = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done == 0:
-                break
-            if done == pid:
-                status = st
+        status = _reap(pid) if status is None else status
         now = time.monotonic()
-        if status is None and not timed_out and deadline is not None and now > deadline:
-            timed_out = True
+        timed_out = timed_out or (status is None and now > deadline)
         if (status is not None or timed_out) and drain_until is None:
             _kill_all(pid)  # the main process is gone (or out of time): nothing it left may run on
             drain_until = now + 5.0
-        if drain_until is not None and (status is not None or now > drain_until + 5.0):
-            if not sel.get_map() or now > drain_until:
-                break
-        if sel.get_map():
-            for key, _ in sel.select(timeout=0.1):
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    out.data(key.data, chunk)
-                else:
-                    sel.unregister(key.fd)
-                    os.close(key.fd)
-        else:
-            time.sleep(0.05)
+        done_draining = drain_until is not None and (not sel.get_map() or now > drain_until)
+        if done_draining and (status is not None or now > drain_until + 5.0):
+            break
+        _relay(sel, out)
     _kill_all(pid)
     code = sig = None
     if status is not None:
@@ -160,81 +172,100 @@ def run_job(out: Out, cmd: list[str], cwd: str, wall: float) -> dict:
     return {"exit_code": code, "signal": sig, "timed_out": timed_out}
 
 
-def collect(out: Out, root: str, skip: set[str], max_files: int, max_bytes: int, max_file: int) -> tuple[int, int]:
-    """Send every collectable file under `root` to the host; returns (files sent, entries skipped)."""
-    sent, skipped, total = 0, 0, 0
-    stack: list[tuple[str, int]] = [("", 0)]
+def _refusal(e: os.DirEntry, st: os.stat_result, depth: int, max_file: int) -> str:
+    """Why the entry `e` is not sent back ("" when it may be), from its lstat."""
+    if not NAME.match(e.name):
+        return "name not collected (dotfiles such as .git/.gitignore, or odd characters)"
+    if stat.S_ISDIR(st.st_mode):
+        return "directory nested too deep" if depth >= 5 else ""
+    if stat.S_ISLNK(st.st_mode):
+        return "symbolic link (links made by a job are never followed)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (FIFO, socket or device)"
+    if st.st_size > max_file:
+        return f"{st.st_size} bytes: over the {max_file}-byte cap for one file"
+    if st.st_size > 64 * 1024 and st.st_blocks * 512 < st.st_size // 2:
+        return "sparse file"
+    return ""
 
-    def no(rel: str, why: str) -> None:
-        nonlocal skipped
-        skipped += 1
-        if skipped <= 200:  # the host keeps a bounded list of what it was not given, and why
-            out.meta("S", {"path": rel[:200], "why": why})
 
-    while stack:
-        rel_dir, depth = stack.pop()
+def _read_capped(path: str, size: int) -> bytes:
+    """Read a regular file without following a link; a file that grew since lstat is cut at size + 1."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        parts, got = [], 0
+        while got <= size:
+            chunk = os.read(fd, min(1 << 20, size + 1 - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+class _Collector:
+    """Sends files to the host within the caps, and a bounded list of what it refused and why."""
+
+    def __init__(self, out: Out, max_files: int, max_bytes: int, max_file: int):
+        self.out, self.max_files, self.max_bytes, self.max_file = out, max_files, max_bytes, max_file
+        self.sent = self.skipped = self.total = 0
+
+    def no(self, rel: str, why: str) -> None:
+        self.skipped += 1
+        if self.skipped <= 200:
+            self.out.meta("S", {"path": rel[:200], "why": why})
+
+    def entries(self, root: str, rel_dir: str) -> list[os.DirEntry]:
         try:
             with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
-                entries = sorted(it, key=lambda e: e.name)[:10_000]
+                return sorted(it, key=lambda e: e.name)[:10_000]
         except OSError as exc:
-            no(rel_dir or ".", f"directory unreadable ({exc.strerror})")
-            continue
-        for e in entries:
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if rel in skip:
-                continue  # an input the host mounted read-only: the host's copy is the truth
-            if not NAME.match(e.name):
-                no(rel, "name not collected (dotfiles such as .git/.gitignore, or odd characters)")
-                continue
+            self.no(rel_dir or ".", f"directory unreadable ({exc.strerror})")
+            return []
+
+    def take(self, e: os.DirEntry, rel: str, depth: int) -> bool:
+        """Send `e` (or say why not); True when it is a directory to descend into."""
+        try:
+            st = os.lstat(e.path)
+        except OSError:
+            return False
+        why = _refusal(e, st, depth, self.max_file)
+        if not why and stat.S_ISDIR(st.st_mode):
+            return True
+        if not why and self.sent >= self.max_files:
+            why = f"over the cap of {self.max_files} files"
+        elif not why and self.total + st.st_size > self.max_bytes:
+            why = f"over the cap of {self.max_bytes} bytes in all"
+        data = b""
+        if not why:
             try:
-                st = os.lstat(e.path)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if depth >= 5:
-                    no(rel, "directory nested too deep")
-                else:
-                    stack.append((rel, depth + 1))
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                no(rel, "symbolic link (links made by a job are never followed)")
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                no(rel, "not a regular file (FIFO, socket or device)")
-                continue
-            if st.st_size > max_file:
-                no(rel, f"{st.st_size} bytes: over the {max_file}-byte cap for one file")
-                continue
-            if st.st_size > 64 * 1024 and st.st_blocks * 512 < st.st_size // 2:
-                no(rel, "sparse file")
-                continue
-            if sent >= max_files:
-                no(rel, f"over the cap of {max_files} files")
-                continue
-            if total + st.st_size > max_bytes:
-                no(rel, f"over the cap of {max_bytes} bytes in all")
-                continue
-            try:
-                fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+                data = _read_capped(e.path, st.st_size)
             except OSError as exc:
-                no(rel, f"unreadable ({exc.strerror})")
-                continue
-            try:
-                parts, got = [], 0
-                while got <= st.st_size:  # bounded: a file that grew since lstat is cut at its size + 1
-                    chunk = os.read(fd, min(1 << 20, st.st_size + 1 - got))
-                    if not chunk:
-                        break
-                    parts.append(chunk)
-                    got += len(chunk)
-                data = b"".join(parts)
-            finally:
-                os.close(fd)
-            out.meta("F", {"path": rel, "size": len(data), "mode": st.st_mode & 0o755})
-            out.data("D", data)
-            sent += 1
-            total += len(data)
-    return sent, skipped
+                why = f"unreadable ({exc.strerror})"
+        if why:
+            self.no(rel, why)
+            return False
+        self.out.meta("F", {"path": rel, "size": len(data), "mode": st.st_mode & 0o755})
+        self.out.data("D", data)
+        self.sent += 1
+        self.total += len(data)
+        return False
+
+
+def collect(out: Out, root: str, skip: set[str], max_files: int, max_bytes: int, max_file: int) -> tuple[int, int]:
+    """Send every collectable file under `root` to the host; returns (files sent, entries skipped). Inputs
+    (`skip`) are the host's read-only mounts: the host's copy is the truth, so they are not sent."""
+    c = _Collector(out, max_files, max_bytes, max_file)
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        rel_dir, depth = stack.pop()
+        for e in c.entries(root, rel_dir):
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if rel not in skip and c.take(e, rel, depth):
+                stack.append((rel, depth + 1))
+    return c.sent, c.skipped
 
 
 def main(argv: list[str]) -> int:
