@@ -14,16 +14,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-PHASES = ("literature_review", "plan", "experiment", "interpret", "write_report", "review")
-#: checkpoint name -> the phase after which the human is asked
-CHECKPOINTS = {
-    "literature": "literature_review",
-    "plan": "plan",
-    "experiment": "experiment",
-    "interpret": "interpret",
-    "report": "review",
-}
-DEFAULT_CHECKPOINTS = ("plan", "report")
+from agentlab.phases import spec as _spec
+
+#: the phases in run order (derived from the phase table, agentlab/phases/spec.py)
+PHASES: tuple[str, ...] = _spec.phase_names()
+#: stop label -> the phase after which the checkpoint asks the person (derived from the phase table)
+CHECKPOINTS: dict[str, str] = _spec.stops()
+DEFAULT_CHECKPOINTS = ("plan", "review")
 
 
 class ConfigError(ValueError):
@@ -38,18 +35,19 @@ class Settings:
     model: str = "gpt-4o-mini"
     models: dict[str, str] = field(default_factory=dict)  # phase -> model override
     temperature: float = 0.2
-    structured_mode: str = "auto"  # auto | json_schema | prompt
+    structured_mode: str = "auto"  # auto | json_schema | json_object | prompt
+    llm_backend: str | None = None  # a name in the llm_backends registry; None: "openai" (or a `name+` URL prefix)
     request_timeout: float = 120.0
     max_retries: int = 4
     backoff_base: float = 1.0
     max_repairs: int = 2
     max_output_tokens: int = 4096
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M in, per 1M out]
-    # runs and checkpoints
+    # runs, checkpoints (human stops) and the saver (persistence)
     runs_dir: str = "runs"
-    checkpoints: tuple[str, ...] = DEFAULT_CHECKPOINTS
+    checkpoints: tuple[str, ...] = DEFAULT_CHECKPOINTS  # stop labels of the phase table (as spelled)
     on_checkpoint: str = "park"  # headless: approve | park
-    checkpointer_url: str | None = None  # None -> SQLite in the run dir; postgresql://... for shared runs
+    checkpointer_url: str | None = None  # the saver: None -> SQLite in the run dir; postgresql://... to share
     # budgets (None = unlimited)
     max_cost: float | None = None
     max_tokens: int | None = None
@@ -59,6 +57,8 @@ class Settings:
     arxiv_delay: float = 3.0
     max_papers: int = 5
     # --- literature: fields added by the literature work go here ---
+    paper_sources: tuple[str, ...] = ()  # names in the paper_sources registry; () -> from papers_dir / offline
+    paper_source_options: dict[str, dict] = field(default_factory=dict)  # source name -> its own settings
     papers_dir: str | None = None  # local reading list: a folder of PDFs and/or BibTeX files
     offline: bool = False  # use only the shared paper cache (no arXiv)
     cache_dir: str = field(default_factory=lambda: os.environ.get(
@@ -109,22 +109,24 @@ class Settings:
         path.write_text(json.dumps(self.public_dict(), indent=2, sort_keys=True))
 
     def stops_after(self, phase: str) -> bool:
-        return any(CHECKPOINTS[c] == phase for c in self.checkpoints)
+        """Whether the checkpoint after `phase` asks the person (labels resolved by the phase table)."""
+        return any(_spec.stop_phase(c) == phase for c in self.checkpoints)
 
 
 def parse_checkpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     items = [i.strip() for i in items if i.strip()]
     if items == ["all"]:
-        return tuple(CHECKPOINTS)
+        return _spec.stop_labels()
     if items in (["none"], []):
         return ()
-    bad = [i for i in items if i not in CHECKPOINTS]
+    bad = [i for i in items if i not in _spec.stop_choices()]
     if bad:
         raise ConfigError(
-            f"unknown checkpoint(s) {', '.join(bad)}: use a comma list of {', '.join(CHECKPOINTS)}, or all, or none"
+            f"unknown checkpoint(s) {', '.join(bad)}: use a comma list of {', '.join(_spec.stop_labels())}, "
+            "or all, or none"
         )
-    return tuple(items)
+    return tuple(items)  # as spelled (an older spelling such as `report` stays); resolved by the table
 
 
 _ENV = {
@@ -140,6 +142,8 @@ _ENV = {
     "AGENTLAB_STRUCTURED_MODE": "structured_mode",
     "AGENTLAB_OFFLINE": "offline",
     "AGENTLAB_PAPERS_DIR": "papers_dir",
+    "AGENTLAB_LLM_BACKEND": "llm_backend",
+    "AGENTLAB_PAPER_SOURCES": "paper_sources",
 }
 
 
@@ -159,16 +163,36 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if t.startswith("int"):
             return int(value)
+        if t.startswith("tuple") and isinstance(value, (str, list)):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(x).strip() for x in items if str(x).strip())
         return value
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
 
 
+def _check_names(s: Settings) -> None:
+    """Names that must exist in a registry (plugins included): say which ones do, before anything runs."""
+    if s.llm_backend:
+        from agentlab.llm.backend import LLM_BACKENDS
+
+        if s.llm_backend not in LLM_BACKENDS:
+            raise ConfigError(f"llm_backend {s.llm_backend!r} is unknown; choose one of: {', '.join(LLM_BACKENDS.names())}")
+    if s.paper_sources:
+        from agentlab.literature.paper_source import PAPER_SOURCES
+
+        bad = [n for n in s.paper_sources if n not in PAPER_SOURCES]
+        if bad:
+            raise ConfigError(f"paper_sources: unknown {', '.join(map(repr, bad))}; "
+                              f"choose from: {', '.join(PAPER_SOURCES.names())}")
+
+
 def _validate(s: Settings) -> Settings:
     if s.on_checkpoint not in ("approve", "park"):
         raise ConfigError("--on-checkpoint must be approve or park")
-    if s.structured_mode not in ("auto", "json_schema", "prompt"):
-        raise ConfigError("structured_mode must be auto, json_schema or prompt")
+    if s.structured_mode not in ("auto", "json_schema", "json_object", "prompt"):
+        raise ConfigError("structured_mode must be auto, json_schema, json_object or prompt")
+    _check_names(s)
     for name in ("max_cost", "max_tokens", "max_minutes"):
         v = getattr(s, name)
         if v is not None and v <= 0:
@@ -207,6 +231,7 @@ def settings_from_run(path: Path, overrides: dict[str, Any] | None = None,
     """Settings saved with a run, with the secret re-read from the environment and flags applied."""
     data = json.loads(path.read_text())
     data["checkpoints"] = tuple(data.get("checkpoints", DEFAULT_CHECKPOINTS))
+    data["paper_sources"] = tuple(data.get("paper_sources", ()))
     known = {f.name for f in fields(Settings)}
     base = Settings(**{k: v for k, v in data.items() if k in known})
     env = os.environ if env is None else env

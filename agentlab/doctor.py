@@ -32,6 +32,7 @@ def check_endpoint(settings: Settings) -> Check:
 
 
 def check_sandboxes() -> list[Check]:
+    """One row per registered sandbox backend (built-ins and plugins), from the backend's own check."""
     from agentlab.sandbox import available_backends
 
     out = []
@@ -50,10 +51,24 @@ def check_guarantees(settings: Settings) -> list[Check]:
         backend = get_backend(settings.sandbox)
     except SandboxUnavailable:
         return []  # the sandbox rows above already say why and how to fix it
-    if not backend.isolated or backend.name == "ray":
+    if not backend.isolated or backend.remote:
         return []
     fix = "see docs/sandbox.md (what each backend guarantees, and what needs a root orchestrator or a cgroup)"
     return [Check(f"{backend.name}: {what}", ok, how, "" if ok else fix) for what, ok, how in guarantees(backend)]
+
+
+def check_plugins() -> Check:
+    """Every third-party entry in an AgentLab registry (entry-point groups `agentlab.<kind>`), by kind."""
+    from importlib.metadata import distributions
+
+    by_kind: dict[str, set[str]] = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group.startswith("agentlab."):
+                by_kind.setdefault(ep.group.removeprefix("agentlab."), set()).add(
+                    f"{ep.name} ({dist.metadata['Name']} {dist.version})")
+    detail = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(by_kind.items())) or "none installed"
+    return Check("plugins", True, detail)
 
 
 def check_latex() -> Check:
@@ -96,5 +111,5 @@ def run_checks(settings: Settings) -> list[Check]:
         checks += check_guarantees(settings)
     except Exception as exc:  # noqa: BLE001
         checks.append(Check("sandbox", False, f"{type(exc).__name__}: {exc}"))
-    checks += [check_latex(), check_docker(), check_torch()]
+    checks += [check_plugins(), check_latex(), check_docker(), check_torch()]
     return checks

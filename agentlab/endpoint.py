@@ -35,9 +35,7 @@ def resolve_endpoint(settings: Settings, console: Console | None = None) -> Iter
             f"({why}). Set OPENAI_BASE_URL (and OPENAI_API_KEY), e.g. "
             "OPENAI_BASE_URL=https://api.openai.com/v1, or http://localhost:11434/v1 for Ollama."
         )
-    from agentlab.llm.embedded import EmbeddedServer
-
-    from agentlab.llm.embedded import notice_text
+    from agentlab.llm.embedded import EmbeddedServer, notice_text
 
     if console is not None:
         console.print(Panel(notice_text(), title="embedded demonstration model", border_style="yellow"), soft_wrap=False)
@@ -52,5 +50,8 @@ EMBEDDED_PROFILE = {"max_output_tokens": 384, "request_timeout": 900.0, "n_revie
 
 
 def embedded_profile(settings: Settings, base_url: str, api_key: str, model: str) -> Settings:
+    """Settings for the embedded server; the `embedded+` URL prefix selects the `embedded` LLM backend."""
     known = {k: v for k, v in EMBEDDED_PROFILE.items() if hasattr(settings, k)}
+    if "+" not in base_url.split("://", 1)[0]:
+        base_url = f"embedded+{base_url}"
     return replace(settings, base_url=base_url, api_key=api_key, model=model, models={}, **known)

@@ -1,63 +1,66 @@
-"""THE wiring of a research run. Nothing else lives here.
+"""THE wiring of a research run, built from the phase table (agentlab/phases/spec.py). Nothing else lives here.
 
     START → literature_review → checkpoint → plan → checkpoint → experiment → checkpoint
           → interpret → checkpoint → write_report → review ─(revise)→ write_report
                                                           └─(accept)→ checkpoint → END
 
-Every phase node returns `Command(goto=...)`: to `checkpoint` (or, for write_report, to review;
-for review, back to write_report while revisions remain). `checkpoint` decides, per the settings
-and the person's answer, where to go next: the next phase, an earlier phase (`back`), the stopped
-phase again (`retry`), or END. State is checkpointed after every node (SQLite in the run dir by
-default, Postgres by URL), so a new process resumes where the last one stopped.
+Every phase is the node `agentlab.phases.<name>.<name>` and returns `Command(goto=...)` to one of
+its exits in the table (a `Command[Literal[...]]` return type says the same): to `checkpoint`, or,
+for write_report, to review; for review, back to write_report while revisions remain. The
+`checkpoint` node (agentlab/phases/checkpoint.py) is the human stop: per the settings and the
+person's answer it goes to the next phase, an earlier phase (`back`), the stopped phase again
+(`retry`), or END.
+
+Persistence is the *saver* (LangGraph's "checkpointer"; not to be confused with the checkpoint
+node): state is saved after every node, in SQLite in the run dir by default or Postgres by URL, so
+a new process resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
 
-from agentlab.human import checkpoint
+from agentlab.phases import spec
+from agentlab.phases.checkpoint import checkpoint, exits
 from agentlab.phases.common import RunContext
-from agentlab.phases.experiment import experiment
-from agentlab.phases.interpret import interpret
-from agentlab.phases.literature import literature_review
-from agentlab.phases.plan import plan
-from agentlab.phases.report import write_report
-from agentlab.phases.review import review
 from agentlab.state import ResearchState
 
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
-ALL = ("literature_review", "plan", "experiment", "interpret", "write_report", "review", "checkpoint", "__end__")
+#: every node name, then END (what the checkpoint node may go to)
+ALL = exits()
+
+
+def phase_node(p: spec.PhaseSpec) -> Callable:
+    """The node function of a phase: `<name>` in module `agentlab.phases.<name>`."""
+    return getattr(importlib.import_module(p.module), p.name)
 
 
 def build_graph() -> StateGraph:
     g = StateGraph(ResearchState, context_schema=RunContext)
-    g.add_node("literature_review", literature_review, destinations=("checkpoint",))
-    g.add_node("plan", plan, destinations=("checkpoint",))
-    g.add_node("experiment", experiment, destinations=("checkpoint",))
-    g.add_node("interpret", interpret, destinations=("checkpoint",))
-    g.add_node("write_report", write_report, destinations=("review", "checkpoint"))
-    g.add_node("review", review, destinations=("write_report", "checkpoint"))
-    g.add_node("checkpoint", checkpoint, destinations=ALL)
-    g.add_edge(START, "literature_review")
+    for p in spec.PHASES:
+        g.add_node(p.name, phase_node(p), destinations=p.exits)
+    g.add_node(spec.CHECKPOINT, checkpoint, destinations=ALL)
+    g.add_edge(START, spec.PHASES[0].name)
     return g
 
 
 @contextmanager
-def open_checkpointer(db_path: Path, url: str | None = None) -> Iterator[BaseCheckpointSaver]:
-    """SQLite in the run directory by default; `postgresql://…` to share runs between machines."""
+def open_saver(db_path: Path, url: str | None = None) -> Iterator[BaseCheckpointSaver]:
+    """The saver: SQLite in the run directory by default; `postgresql://…` to share runs between machines."""
     if url and url.startswith(("postgres://", "postgresql://")):
         try:
             from langgraph.checkpoint.postgres import PostgresSaver
         except ImportError as exc:
-            raise RuntimeError("Postgres checkpointer needs `pip install 'agentlab[postgres]'`") from exc
+            raise RuntimeError("Postgres saver needs `pip install 'agentlab[postgres]'`") from exc
         with PostgresSaver.from_conn_string(url) as saver:
             saver.setup()
             yield saver

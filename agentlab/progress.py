@@ -9,15 +9,15 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from agentlab.config import PHASES
 from agentlab.llm.ledger import Ledger, LedgerEntry
+from agentlab.phases.spec import phase_names
 
 
 class Progress:
     def __init__(self, console: Console, ledger: Ledger, live: bool):
         self.console = console
-        self.rows = {p: {"status": "pending", "start": None, "elapsed": 0.0, "note": ""} for p in PHASES}
-        self.usage = {p: [0, 0.0] for p in PHASES}
+        self.rows = {p: {"status": "pending", "start": None, "elapsed": 0.0, "note": ""} for p in phase_names()}
+        self.usage = {p: [0, 0.0] for p in phase_names()}
         for p, t in ledger.by_phase().items():
             if p in self.usage:
                 self.usage[p] = [t["tokens"], t["cost"]]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agentlab.sandbox.base import _REGISTRY, Job, Limits  # noqa: E402
+from agentlab.sandbox.base import AUTO_BACKENDS, SANDBOX_BACKENDS, Job, Limits, backend_names  # noqa: E402
 
 SCRIPTS = {
     "trivial": "import json\njson.dump({'ok': 1}, open('results.json', 'w'))\n",
@@ -43,7 +43,7 @@ def plain(root: Path, script: str) -> float:
 
 
 def sandboxed(name: str, root: Path, script: str, runs: int) -> tuple[float, list[float]]:
-    cls = _REGISTRY[name]()
+    cls = SANDBOX_BACKENDS.get(name)
     if hasattr(cls, "_checked"):
         cls._checked = None  # measure the real check() in the cold start
     t = time.perf_counter()
@@ -67,7 +67,8 @@ def sandboxed(name: str, root: Path, script: str, runs: int) -> tuple[float, lis
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--backends", default="bwrap,docker")
+    ap.add_argument("--backends", default=",".join(AUTO_BACKENDS),
+                    help=f"comma-separated, of: {', '.join(backend_names())} (default: %(default)s)")
     ap.add_argument("--torch", action="store_true", help="also time a job that imports torch")
     args = ap.parse_args()
     scripts = ["trivial"] + (["torch"] if args.torch else [])

@@ -1,11 +1,82 @@
-"""CLI surfaces that do not need a whole run: doctor, runs/status on unknown ids, $EDITOR plan edits."""
+"""CLI surfaces that do not need a whole run: doctor, runs/status on unknown ids, $EDITOR plan edits;
+and the command tree itself: help on every parameter, docs/cli.md current, a fast start."""
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
 
+import pytest
+import typer
+
+from agentlab.cli import COMMANDS, app
+from agentlab.cli import docs as cli_docs
 from tests.fakes.scripts import full_run
-from tests.spine_helpers import cli, only_run, status
+from tests.spine_helpers import ROOT, cli, only_run, status
+
+
+def _tree() -> dict[str, object]:
+    """Every command, loaded: 'agentlab', 'agentlab run', 'agentlab sandbox run', ..."""
+    out: dict[str, object] = {}
+
+    def walk(cmd, path: str) -> None:
+        out[path] = cmd
+        subs = cmd.load_all() if hasattr(cmd, "load_all") else getattr(cmd, "commands", {})
+        for name, sub in subs.items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "agentlab")
+    return out
+
+
+def test_every_command_option_and_argument_has_help():
+    tree = _tree()
+    assert {"agentlab run", "agentlab resume", "agentlab review", "agentlab sandbox run", "agentlab eval coc",
+            "agentlab batch"} <= set(tree)
+    missing = [f"{path}: {'command' if p is None else p.name}" for path, cmd in tree.items()
+               for p in [None, *cmd.params] if not (cmd.help if p is None else getattr(p, "help", None))]
+    assert not missing, f"no help text: {missing}"
+
+
+def test_lazy_one_line_help_is_each_commands_own():
+    group = typer.main.get_command(app)
+    for name, lazy in COMMANDS.items():
+        real = group.load(name)
+        first = " ".join((real.short_help or real.help or "").split("\n\n")[0].split())
+        assert lazy.help == first, f"agentlab.cli.COMMANDS[{name!r}].help differs from the command's help"
+
+
+def test_docs_cli_md_is_generated_from_help_and_current():
+    text = cli_docs.render()
+    assert "## `agentlab resume`" in text and "--back" in text and "write_report" in text
+    assert "\x1b[" not in text and max(len(line) for line in text.splitlines()) <= cli_docs.WIDTH + 10
+    committed = (ROOT / "docs" / "cli.md").read_text()
+    assert text == committed, "docs/cli.md is out of date: run `.venv/bin/python -m agentlab.cli.docs`"
+
+
+def test_help_starts_without_the_graph_llm_or_git():
+    code = ("import sys\nfrom agentlab.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('langgraph', 'openai', 'agentlab.llm', 'agentlab.runner', 'git', 'agentlab.batch')\n"
+            "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "Commands" in out.stdout and "batch" in out.stdout, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_choices_come_from_the_phase_table_and_registries(agent_env):
+    from agentlab.phases import spec
+    from agentlab.sandbox.base import backend_names
+
+    out = cli(["run", "x", "--sandbox", "no-such-box"], agent_env)
+    assert out.returncode == 2 and all(n in out.stderr for n in ["auto", *backend_names()])
+    text = cli_docs.help_text(("resume",))
+    assert all(n in " ".join(text.split()) for n in spec.back_choices())
+    assert all(n in " ".join(cli_docs.help_text(("run",)).split()) for n in spec.stop_labels())
+
+
+def test_review_refuses_two_answers_before_touching_the_run(agent_env):
+    out = cli(["review", "no-such-run", "--accept", "--reject"], agent_env)
+    assert out.returncode == 2 and "choose one of --accept, --revise, --reject" in out.stderr
 
 
 def test_doctor_reports_endpoint_model_sandbox_latex_and_torch(agent_env):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentlab.config import ConfigError, Settings, load_settings, settings_from_run
+from agentlab.phases.spec import stop_labels
 
 
 def test_file_then_env_then_flags(tmp_path):
@@ -20,7 +21,7 @@ def test_file_then_env_then_flags(tmp_path):
 def test_checkpoint_lists(value, expected):
     s = load_settings(None, {"checkpoints": value}, env={})
     if expected is None:
-        assert set(s.checkpoints) == {"literature", "plan", "experiment", "interpret", "report"}
+        assert s.checkpoints == stop_labels()  # literature, plan, experiment, interpret, review
     else:
         assert s.checkpoints == expected
 

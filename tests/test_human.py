@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentlab.human import BadDecision, apply_decision, validate_decision
+from agentlab.phases.checkpoint import BadDecision, apply_decision, validate_decision
 
 PLAN = {"title": "t", "hypothesis": "h", "method": "m", "metrics": [{"name": "ppl", "direction": "lower"}]}
 AT_PLAN = {"kind": "checkpoint", "phase": "plan"}

@@ -1,7 +1,11 @@
-"""`agentlab batch PATH --parallel N`: run every workflow file in PATH headless, N at a time."""
+"""`agentlab batch PATH --parallel N`: run every workflow file in PATH headless, N at a time.
+
+`batch` is the command (mounted by agentlab.cli as `agentlab batch`); `batch_app` serves it alone.
+"""
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from pathlib import Path
@@ -24,6 +28,11 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+#: what `sandbox: {backend: ...}` in a workflow file accepts, so what --sandbox accepts
+SandboxName = enum.Enum("SandboxName", {n: n for n in BACKENDS}, type=str)
+Isolation = enum.Enum("Isolation", {n: n for n in ("process", "thread")}, type=str)
+
+
 def _fail(msg: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {msg}", highlight=False)
     raise typer.Exit(code)
@@ -37,26 +46,20 @@ def batch(
     runs_dir: Optional[Path] = typer.Option(None, help="Where runs live (default ./runs); shared by orchestrators."),
     checkpointer_url: Optional[str] = typer.Option(
         None, help="postgresql://... to share runs between orchestrators (default $AGENTLAB_CHECKPOINTER_URL)."),
-    sandbox: Optional[str] = typer.Option(None, help="Override every workflow's sandbox backend."),
+    sandbox: Optional[SandboxName] = typer.Option(None, help="Override every workflow's sandbox backend."),
     lease_ttl: float = typer.Option(60.0, min=1.0, help="Seconds before a dead orchestrator's runs are taken over."),
     wait: bool = typer.Option(True, "--wait/--no-wait",
                               help="Wait for runs leased by other orchestrators (take over if their lease expires)."),
-    isolation: str = typer.Option("process", help="process: one child process per run (every core; a crash stays "
-                                  "in its run; killed if its lease is lost); thread: runs share this process."),
+    isolation: Isolation = typer.Option(
+        Isolation.process, help="process: one child process per run (every core; a crash stays in its run; killed "
+                                "if its lease is lost); thread: runs share this process."),
     check: bool = typer.Option(False, "--check", help="Only validate the workflow files."),
     config: Optional[Path] = typer.Option(None, help="TOML settings file (default ./agentlab.toml)."),
 ) -> None:
     """Run every workflow in PATH as its own run; rerun to continue what is unfinished."""
-    try:
-        wfs = load_workflows(path)
-    except WorkflowError as exc:
-        _fail(f"invalid workflow file(s):\n{exc}")
-    if only:
-        names = {n.strip() for n in only.split(",") if n.strip()}
-        unknown = names - {w.name for w in wfs}
-        if unknown:
-            _fail(f"--only: no workflow named {', '.join(sorted(unknown))} in {path}")
-        wfs = [w for w in wfs if w.name in names]
+    backend = sandbox.value if sandbox is not None else None
+    mode = isolation.value
+    wfs = _load(path, only)
     for w in wfs:
         for msg in w.warnings():
             err.print(f"[yellow]warning:[/] {msg}", highlight=False)
@@ -65,19 +68,15 @@ def batch(
     try:  # all settings resolved here, in the main thread, before any run starts
         base = load_settings(config, deploy)
         deploy["runs_dir"] = str(Path(base.runs_dir).resolve())  # absolute: runs must not depend on the cwd
-        per_wf = {w.name: _settings_for(w, config, deploy, sandbox) for w in wfs}
+        per_wf = {w.name: _settings_for(w, config, deploy, backend) for w in wfs}
     except ConfigError as exc:
         _fail(str(exc))
-    if isolation not in ("thread", "process"):
-        _fail("--isolation must be thread or process")
-    if sandbox and sandbox not in BACKENDS:
-        _fail(f"--sandbox must be one of {', '.join(BACKENDS)}")
     if check:
         console.print(f"{len(wfs)} workflow(s) valid: {', '.join(w.name for w in wfs)}")
         raise typer.Exit(0)
     if not base.base_url and parallel > 1:
         err.print("[yellow]note:[/] no OPENAI_BASE_URL: every run in flight starts its own embedded model")
-    if any(w.sandbox.backend == "unsafe-local" for w in wfs) or sandbox == "unsafe-local":
+    if any(w.sandbox.backend == "unsafe-local" for w in wfs) or backend == "unsafe-local":
         err.print("[bold red]WARNING:[/] unsafe-local runs LLM-written code on this machine WITHOUT isolation.")
     root = Path(base.runs_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -85,12 +84,12 @@ def batch(
         leases = open_leases(root, base.checkpointer_url, lease_ttl)
     except Exception as exc:
         _fail(f"cannot open the lease store for {base.checkpointer_url or root}: {exc}")
-    run_overrides = {k: v for k, v in {"checkpointer_url": checkpointer_url, "sandbox": sandbox}.items() if v}
+    run_overrides = {k: v for k, v in {"checkpointer_url": checkpointer_url, "sandbox": backend}.items() if v}
     live = console.is_terminal
     b = Batch(wfs, root, parallel, leases, lambda w: per_wf[w.name],
               run_overrides=run_overrides, wait_for_others=wait, on_change=None if live else _print_change,
-              isolation=isolation)
-    console.print(f"batch: {len(wfs)} workflow(s), parallel {parallel} ({isolation}s), runs in {root}, "
+              isolation=mode)
+    console.print(f"batch: {len(wfs)} workflow(s), parallel {parallel} ({mode}s), runs in {root}, "
                   f"checkpoints in {'Postgres' if base.checkpointer_url else 'SQLite per run'}, "
                   f"lease owner {leases.owner}",
                   highlight=False)
@@ -106,6 +105,21 @@ def batch(
         leases.close()
     print_summary(console, slots)
     raise typer.Exit(1 if any(s.state in ("failed", "interrupted", "stopped") for s in slots) else 0)
+
+
+def _load(path: Path, only: Optional[str]) -> list[Workflow]:
+    """The workflows in PATH (only those --only names, if given); a clear error for a bad file or name."""
+    try:
+        wfs = load_workflows(path)
+    except WorkflowError as exc:
+        _fail(f"invalid workflow file(s):\n{exc}")
+    if only:
+        names = {n.strip() for n in only.split(",") if n.strip()}
+        unknown = names - {w.name for w in wfs}
+        if unknown:
+            _fail(f"--only: no workflow named {', '.join(sorted(unknown))} in {path}")
+        wfs = [w for w in wfs if w.name in names]
+    return wfs
 
 
 def _settings_for(w: Workflow, config: Optional[Path], deploy: dict, sandbox: Optional[str]):

@@ -20,15 +20,17 @@ import re
 import tomllib
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentlab.config import PHASES, ConfigError, Settings, _coerce, parse_checkpoints
+from agentlab.sandbox.base import SANDBOX_BACKENDS
 
 SUFFIXES = (".yaml", ".yml", ".toml")
-BACKENDS = ("auto", "bwrap", "docker", "ray", "unsafe-local")
+#: "auto" plus every registered sandbox backend (plugins included), re-read on each use
+BACKENDS = SANDBOX_BACKENDS.choices("auto")
 
 
 class WorkflowError(ValueError):
@@ -49,12 +51,24 @@ class Budgets(_Strict):
     max_minutes: float | None = Field(None, gt=0, description="active minutes")
 
 
+def _backend_schema(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(BACKENDS)  # the JSON schema lists what is registered when it is generated
+
+
 class SandboxSpec(_Strict):
-    backend: Literal["auto", "bwrap", "docker", "ray", "unsafe-local"] = "auto"
+    backend: str = Field("auto", json_schema_extra=_backend_schema,
+                         description="auto, or a registered sandbox backend (`agentlab sandbox check` lists them)")
     gpus: int = Field(0, ge=0, le=64)
     memory_mb: int = Field(8192, ge=64)
     timeout_s: float = Field(600.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=50)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown sandbox backend {v!r}: use one of {', '.join(repr(b) for b in BACKENDS)}")
+        return v
 
 
 class LiteratureSpec(_Strict):
@@ -204,35 +218,71 @@ def _loc_text(loc: tuple) -> str:
 
 
 # ---- loading -----------------------------------------------------------------------------------
+def _parse_toml(path: Path, text: str) -> tuple[Any, Callable[[tuple], int]]:
+    """Parse TOML text into (data, line_of); raise WorkflowError on a syntax error."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise WorkflowError([f"{path}:{m.group(1) if m else 1}: invalid TOML: {exc}"]) from exc
+    return data, lambda loc: _toml_line(text, loc)
+
+
+def _parse_yaml(path: Path, text: str, problems: list[str]) -> tuple[Any, Callable[[tuple], int]]:
+    """Parse YAML text into (data, line_of), adding duplicate-key problems; raise WorkflowError on bad syntax."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = mark.line + 1 if mark else 1
+        raise WorkflowError([f"{path}:{where}: invalid YAML: {exc.problem or exc}"]) from exc
+    dups: list[tuple[int, str]] = []
+    _duplicate_keys(node, dups)
+    problems += [f"{path}:{ln}: {msg}" for ln, msg in dups]
+    return data, lambda loc: _yaml_line(node, loc)
+
+
+def _require_mapping(path: Path, data: Any) -> None:
+    """Raise WorkflowError unless the parsed file is a non-empty mapping."""
+    if data is None:
+        raise WorkflowError([f"{path}:1: the file is empty: a workflow needs at least `idea:`"])
+    if not isinstance(data, dict):
+        raise WorkflowError([f"{path}:1: a workflow is a mapping of keys (idea:, budgets:, ...), "
+                             f"not a {type(data).__name__}"])
+
+
+def _error_message(e: dict) -> str:
+    """The user-facing message for one pydantic validation error."""
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see workflows/README.md)"
+    elif e["type"] == "missing":
+        msg = "required"
+    elif "input" in e and not isinstance(e["input"], (dict, list)):
+        msg += f" (got {e['input']!r})"
+    return msg
+
+
+def _validation_problems(path: Path, exc: ValidationError, line_of: Callable[[tuple], int]) -> list[str]:
+    """One `file:line: loc: message` problem per pydantic validation error."""
+    out: list[str] = []
+    for e in exc.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+        out.append(f"{path}:{line_of(loc)}: {_loc_text(loc)}: {_error_message(e)}")
+    return out
+
+
 def load_workflow(path: str | Path) -> Workflow:
     """Parse and validate one workflow file; raise WorkflowError with `file:line:` messages."""
     path = Path(path)
     text = path.read_text()
     problems: list[str] = []
     if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise WorkflowError([f"{path}:{m.group(1) if m else 1}: invalid TOML: {exc}"]) from exc
-        line_of = lambda loc: _toml_line(text, loc)  # noqa: E731
+        data, line_of = _parse_toml(path, text)
     else:
-        try:
-            node = yaml.compose(text)
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = mark.line + 1 if mark else 1
-            raise WorkflowError([f"{path}:{where}: invalid YAML: {exc.problem or exc}"]) from exc
-        dups: list[tuple[int, str]] = []
-        _duplicate_keys(node, dups)
-        problems += [f"{path}:{ln}: {msg}" for ln, msg in dups]
-        line_of = lambda loc: _yaml_line(node, loc)  # noqa: E731
-    if data is None:
-        raise WorkflowError([f"{path}:1: the file is empty: a workflow needs at least `idea:`"])
-    if not isinstance(data, dict):
-        raise WorkflowError([f"{path}:1: a workflow is a mapping of keys (idea:, budgets:, ...), "
-                             f"not a {type(data).__name__}"])
+        data, line_of = _parse_yaml(path, text, problems)
+    _require_mapping(path, data)
     data.setdefault("name", path.stem)
     for k in ("source", "digest"):
         if k in data:
@@ -241,16 +291,7 @@ def load_workflow(path: str | Path) -> Workflow:
     try:
         wf = Workflow.model_validate(data)
     except ValidationError as exc:
-        for e in exc.errors():
-            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling; see workflows/README.md)"
-            elif e["type"] == "missing":
-                msg = "required"
-            elif "input" in e and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {e['input']!r})"
-            problems.append(f"{path}:{line_of(loc)}: {_loc_text(loc)}: {msg}")
+        problems += _validation_problems(path, exc, line_of)
         raise WorkflowError(problems) from exc
     if problems:
         raise WorkflowError(problems)

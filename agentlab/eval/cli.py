@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +16,12 @@ from agentlab.eval.qa import load_qa
 from agentlab.eval.synthetic import KINDS, make_set
 from agentlab.llm import LLM, BudgetExceeded, Ledger, LLMError
 from agentlab.retrieval.coc import CocConfig
+from agentlab.retrieval.retriever import RETRIEVERS
 
-eval_app = typer.Typer(help="Evaluation harnesses.", no_args_is_help=True, pretty_exceptions_enable=False)
+RetrieverName = enum.Enum("RetrieverName", {n: n for n in RETRIEVERS}, type=str)
+
+eval_app = typer.Typer(help="Evaluation harnesses (coc: chain-of-clarification retrieval vs. baselines).",
+                       no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @eval_app.callback()
@@ -39,15 +44,16 @@ def coc(
     lengths: str = typer.Option("8k,32k,128k", help="synthetic document lengths in tokens, comma list"),
     n: int = typer.Option(2, help="synthetic items per kind and length; questions per document for --qa-file"),
     seed: int = typer.Option(0, help="seed of the synthetic set"),
-    kinds: str = typer.Option(",".join(KINDS), help="synthetic kinds: needle, multikey, twohop"),
-    methods: str = typer.Option(",".join(METHODS), help="methods to compare"),
+    kinds: str = typer.Option(",".join(KINDS), help=f"synthetic kinds, comma list of: {', '.join(KINDS)}"),
+    methods: str = typer.Option(",".join(METHODS), help=f"methods to compare, comma list of: {', '.join(METHODS)}"),
     qa_file: list[Path] = typer.Option([], help="real QA samples (.jsonl L-Eval or .json Qasper); repeatable"),
     no_synthetic: bool = typer.Option(False, help="only the --qa-file samples"),
     depth: Optional[int] = typer.Option(None, help="clarification depth D"),
     branching: Optional[int] = typer.Option(None, help="clarifications per step B"),
     chunk_tokens: Optional[int] = typer.Option(None, help="chunk size in tokens"),
     context_budget: Optional[int] = typer.Option(None, help="document tokens per call"),
-    retriever: Optional[str] = typer.Option(None, help="bm25 | embedding"),
+    retriever: Optional[RetrieverName] = typer.Option(None, help="candidate pre-selection (default: the configured "
+                                                                 "retriever)"),
     out: Path = typer.Option(Path("coc_eval.json"), help="where to write the JSON results"),
     config: Optional[Path] = typer.Option(None, help="agentlab.toml to read settings from"),
 ) -> None:
@@ -63,7 +69,7 @@ def coc(
                 coc_branching=branching if branching is not None else s.coc_branching,
                 chunk_tokens=chunk_tokens or s.chunk_tokens,
                 context_budget_tokens=context_budget or s.context_budget_tokens,
-                retriever=retriever or s.retriever)
+                retriever=retriever.value if retriever is not None else s.retriever)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     bad = [m for m in chosen if m not in METHODS]
     if bad:

@@ -1,4 +1,5 @@
-"""arXiv search through the `arxiv` package, with a configurable endpoint and its rate limit."""
+"""The arXiv source: search through the `arxiv` package (configurable endpoint and rate limit), PDF
+downloads, and arXiv-style BibTeX. `ArxivSource` is what the literature step uses."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 import arxiv
 
+from agentlab.errors import Resumable
+from agentlab.literature.bibtex import entry_from_metadata, safe_key
+from agentlab.literature.ids import parse_arxiv
+from agentlab.literature.paper_source import BaseSource, SourceContext
+from agentlab.literature.pdftext import PdfError, pdf_to_text
 
-class LiteratureUnavailable(RuntimeError):
+
+class LiteratureUnavailable(Resumable, RuntimeError):
     """The literature source cannot be reached; the run stays resumable."""
 
 
@@ -129,24 +137,55 @@ def download_pdf(url: str, timeout: float, throttle: Throttle | None = None, max
     return data
 
 
-def _bib_escape(s: str) -> str:
-    return re.sub(r"([&%#_$])", r"\\\1", " ".join(str(s).split()))
+def arxiv_citation(paper: dict) -> dict:
+    """arXiv's own citation convention for a paper with an arXiv id: the eprint without its version
+    and the abstract page as url (what arxiv.org's "Export BibTeX" gives)."""
+    a = parse_arxiv(str(paper.get("id") or ""))
+    return {**paper, "eprint": a.base, "url": a.abs_url} if a else paper
 
 
 def bibtex_for(paper: dict) -> str:
-    """A BibTeX @misc entry from arXiv metadata (id, authors, title, year, primary category)."""
-    fields = [("title", "{" + _bib_escape(paper.get("title") or "Untitled") + "}"),
-              ("author", " and ".join(_bib_escape(a) for a in paper.get("authors") or []) or "Anonymous")]
-    if paper.get("year"):
-        fields.append(("year", str(paper["year"])))
-    pid = paper.get("id", "")
-    if re.match(r"^(\d{4}\.\d{4,5}|[a-z\-]+(\.[A-Z]{2})?/\d{7})(v\d+)?$", pid):
-        base = re.sub(r"v\d+$", "", pid)
-        fields += [("eprint", base), ("archivePrefix", "arXiv")]
-        if paper.get("primary_category"):
-            fields.append(("primaryClass", paper["primary_category"]))
-        fields.append(("url", f"https://arxiv.org/abs/{base}"))
-    elif paper.get("url"):
-        fields.append(("url", paper["url"]))
-    body = ",\n".join(f"  {k} = {{{v}}}" for k, v in fields)  # title is double-braced: keeps its case
-    return f"@misc{{{paper.get('bibkey') or 'paper'},\n{body}\n}}"
+    """A BibTeX @misc entry from arXiv metadata under the paper's bibkey (the one builder, arXiv style)."""
+    return entry_from_metadata(arxiv_citation(paper), safe_key(paper)).rstrip("\n")
+
+
+class ArxivSource(BaseSource):
+    """arXiv: search through the real `arxiv` client at `arxiv_url` (one client, spaced by
+    `arxiv_delay`), PDFs from `arxiv_pdf_url` / the feed link / `<host>/pdf/<id>` through a throttle."""
+
+    name = "arxiv"
+    query_driven = True
+    cache_text = True
+    network = True
+
+    def __init__(self, ctx: SourceContext):
+        super().__init__(ctx)
+        s = self.settings
+        self.url = self.options.get("url", s.arxiv_url)
+        self.pdf_base = self.options.get("pdf_url", s.arxiv_pdf_url)
+        self.client = make_client(self.url, float(self.options.get("delay", s.arxiv_delay)))
+        self.throttle = Throttle(float(self.options.get("delay", s.arxiv_delay)))
+
+    def search(self, queries: Sequence[str], limit: int) -> list[dict]:
+        self.ctx.progress(f"searching arXiv: {'; '.join(queries)}")
+        found: list[dict] = []
+        for q in queries:
+            found += search(self.client, q, limit)
+        self.throttle.mark()  # the last API request was just now: the first download waits its turn
+        return found
+
+    def fetch_text(self, paper: dict) -> tuple[str | None, str | None]:
+        if self.settings.offline:
+            return None, "offline mode and the PDF is not in the cache"
+        url = pdf_url_for(paper, self.url, self.pdf_base)
+        try:
+            return pdf_to_text(download_pdf(url, self.settings.download_timeout, self.throttle)), None
+        except (DownloadError, PdfError) as exc:
+            return None, str(exc)
+
+    def bibtex(self, paper: dict, key: str) -> str:
+        return entry_from_metadata(arxiv_citation(paper), key)
+
+    def normalize_id(self, ref: str) -> str | None:
+        a = parse_arxiv(ref)
+        return str(a) if a else None

@@ -1,6 +1,6 @@
 """The literature review: queries from the idea (and feedback), refined from what is found; papers
-from arXiv, a local folder or the offline cache; full text into the run's paper store; grounded
-per-paper notes by chain of clarification.
+from the configured sources (arXiv, a local folder, the offline cache, plugins: see paper_source.py);
+full text into the run's paper store; grounded per-paper notes by chain of clarification.
 
     run_literature_review(idea, feedback, settings, llm, run, memo_prefix, progress) -> {
         "queries": [...], "papers": [...], "notes": [...], "failures": [{"paper_id", "stage", "reason"}]}
@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 from agentlab.config import Settings
-from agentlab.literature import arxiv_source as ax
+from agentlab.literature.bibtex import safe_key
 from agentlab.literature.notes import write_note
-from agentlab.literature.sources import (
-    Candidates, fetch_text, from_cache, from_local, metadata_text, rank, search_arxiv,
-)
+from agentlab.literature.paper_source import Sources
+from agentlab.literature.sources import Candidates, bibtex_of, cacheable, fetch_text, gather, metadata_text, rank
 from agentlab.literature.store import PaperStore
 from agentlab.prompts import render_messages
 from agentlab.schemas import SearchQueries
@@ -51,7 +50,7 @@ def refine_queries(idea: str, feedback: list[str], queries: list[str], found: li
 def _unique_bibkeys(papers: list[dict]) -> None:
     seen: dict[str, int] = {}
     for p in papers:
-        key = p.get("bibkey") or "paper"
+        key = safe_key(p)  # the key references.bib will use, so the notes' bibkeys match it
         if key in seen:
             seen[key] += 1
             key = f"{key}{chr(ord('a') + seen[key] - 1)}" if seen[key] <= 26 else f"{key}{seen[key]}"
@@ -68,59 +67,46 @@ def run_literature_review(idea: str, feedback: list[str], settings: Settings, ll
     failures: list[dict] = []
     cache = cache_store(settings)
     store = run_store(run, settings)
+    sources = Sources(settings, cache, progress)
     cands = Candidates()
     ranking_query = " ".join([idea, *feedback, *feedback])  # feedback counts twice: it must steer
 
     progress("writing search queries")
     queries = make_queries(idea, feedback, llm, memo_prefix)
-    if settings.papers_dir:
-        progress(f"reading the local papers in {settings.papers_dir}")
-        from_local(settings, cands)
-    elif settings.offline:
-        progress("offline: searching the paper cache only")
-        from_cache(cache, cands)
-        if not cands.papers:
-            failures.append({"paper_id": "", "stage": "search",
-                             "reason": f"offline mode and the paper cache {cache.path} is empty"})
-    else:
-        per_query = max(10, 2 * settings.max_papers)
-        client = ax.make_client(settings.arxiv_url, settings.arxiv_delay)
-        progress(f"searching arXiv: {'; '.join(queries)}")
-        search_arxiv(client, queries, cands, per_query)
-        for round_no in range(2, settings.search_rounds + 1):
-            found = rank(cands, ranking_query, settings.max_papers, settings.retriever)
-            if not found:
-                break
-            more = refine_queries(idea, feedback, queries, found, llm, memo_prefix, round_no)
-            if not more:
-                break
-            progress(f"refined queries: {'; '.join(more)}")
-            search_arxiv(client, more, cands, per_query)
-            queries += more
+    per_query = max(10, 2 * settings.max_papers)
+    gather(sources.configured, queries, cands, per_query, failures)
+    searching = [src for src in sources.configured if src.query_driven]  # refined queries go to these
+    for round_no in range(2, settings.search_rounds + 1):
+        found = rank(cands, ranking_query, settings.max_papers, settings.retriever) if searching else []
+        if not found:
+            break
+        more = refine_queries(idea, feedback, queries, found, llm, memo_prefix, round_no)
+        if not more:
+            break
+        progress(f"refined queries: {'; '.join(more)}")
+        gather(searching, more, cands, per_query, failures)
+        queries += more
     selected = [{k: p.get(k) for k in _PAPER_KEYS} for p in
                 rank(cands, ranking_query, settings.max_papers, settings.retriever)]
     _unique_bibkeys(selected)
     run.log(f"literature: {len(cands.papers)} candidates, {len(selected)} selected")
 
-    throttle = ax.Throttle(settings.arxiv_delay)
-    if cands.papers and not settings.papers_dir and not settings.offline:
-        throttle.mark()  # the last API request was just now: the first download waits its turn
     papers: list[dict] = []
     for i, paper in enumerate(selected, 1):
-        progress(f"[{i}/{len(selected)}] reading {paper['id']}: {paper.get('title', '')[:70]}")
-        text, reason = fetch_text(paper, settings, cache, cands, throttle)
+        progress(f"[{i}/{len(selected)}] reading {paper['id']}: {(paper.get('title') or '')[:70]}")
+        text, reason = fetch_text(paper, sources, cands)
         full = text is not None
         if not full:
             failures.append({"paper_id": paper["id"], "stage": "fulltext", "reason": reason or "unknown"})
             run.log(f"literature: {paper['id']} full text failed: {reason}")
             text = metadata_text(paper)
-            if not cache.has(paper["id"]) and not paper["id"].startswith("local:"):
+            if not cache.has(paper["id"]) and cacheable(paper, sources, cands):
                 cache.put(paper, text, full_text=False, source="metadata")
         if not text.strip():
             failures.append({"paper_id": paper["id"], "stage": "fulltext", "reason": "no text and no abstract"})
             continue
         n = store.put(paper, text, full_text=full, source="fulltext" if full else "metadata")
-        papers.append({**paper, "bibtex": ax.bibtex_for(paper), "n_chunks": n, "full_text": full})
+        papers.append({**paper, "bibtex": bibtex_of(paper, sources, cands), "n_chunks": n, "full_text": full})
 
     notes: list[dict] = []
     for i, paper in enumerate(papers, 1):

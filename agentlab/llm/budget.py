@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from agentlab.errors import Resumable
 from agentlab.llm.ledger import Ledger
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(Resumable, RuntimeError):
+    stop_kind = "budget"
+
     def __init__(self, which: str, used: float, limit: float):
         self.which, self.used, self.limit = which, used, limit
         flag = {"cost": "--max-cost", "tokens": "--max-tokens", "minutes": "--max-minutes"}[which]

@@ -1,40 +1,57 @@
-"""One client for any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, the embedded SmolLM2).
+"""`LLM`: everything above the transport seam, in one place, for any `ChatBackend`.
 
-- `text()` and `structured()` (pydantic) calls; structured uses JSON-schema `response_format` when the
-  endpoint takes it and otherwise falls back to asking for JSON in the prompt, then extracts, repairs,
-  validates, and re-asks with the validation error (bounded by `max_repairs`).
-- Retries with exponential backoff on 429 / 5xx / timeouts / dropped connections (bounded by `max_retries`).
+- `text()` and `structured()` (pydantic) calls. Structured calls walk a ladder of modes, strongest
+  first: json_schema (the backend constrains the reply) -> json_object (the schema goes in the prompt,
+  the backend guarantees JSON) -> prompt (the JSON request is only in the prompt). A mode the endpoint
+  refuses (`CapabilityMissing`), or evidently ignores (a reply with no JSON object at all), is dropped
+  and remembered per (endpoint, model) for the life of this object, i.e. for the run.
+- The reply is extracted, repaired, validated, and re-asked with the validation error (bounded by
+  `max_repairs`; the re-ask text is `prompts/repair_json.md.j2`).
+- Retry policy: `TransientError` is retried with exponential backoff (bounded by `max_retries`, honouring
+  a server's Retry-After up to a minute); `FinalError` becomes `LLMError` at once.
 - Every call (successful or not) lands in the ledger; budgets are checked before every call.
 - `memo_key`: the validated result is stored in the run directory, so a phase re-run after a crash or
   resume does not pay for (or change) a call that already succeeded.
+
+Backends (`agentlab.llm.backend`) only move one request and one reply over their wire format.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import openai
 from pydantic import BaseModel
 
 from agentlab.config import Settings
+from agentlab.errors import Resumable
+from agentlab.llm.backend import (
+    STRUCTURED_MODES,
+    CapabilityMissing,
+    ChatBackend,
+    ChatReply,
+    ChatRequest,
+    FinalError,
+    TransientError,
+    open_backend,
+)
 from agentlab.llm.budget import Budget
 from agentlab.llm.jsonfix import parse_model, schema_for_prompt
 from agentlab.llm.ledger import Ledger, LedgerEntry
 from agentlab.prompts import render_text
+from agentlab.registry import UnknownName
 
 T = TypeVar("T", bound=BaseModel)
 
+MAX_RETRY_WAIT_S = 60.0  # the longest a server's Retry-After is honoured
 
-class LLMError(RuntimeError):
+
+class LLMError(Resumable, RuntimeError):
     """The endpoint failed in a way retrying will not fix; the message says what to do."""
-
-
-class _StructuredUnsupported(Exception):
-    pass
 
 
 def _default_prices() -> dict[str, list[float]]:
@@ -43,10 +60,49 @@ def _default_prices() -> dict[str, list[float]]:
     return data
 
 
+class ModeLadder:
+    """The structured mode to use per (endpoint, model), learned from the endpoint's answers."""
+
+    def __init__(self, preference: str = "auto") -> None:
+        self.preference = preference  # Settings.structured_mode: auto | json_schema | prompt
+        self._rungs: dict[tuple[str, str], list[str]] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, backend: ChatBackend, model: str) -> tuple[str, str]:
+        return (f"{backend.name}:{backend.endpoint}", model)
+
+    def current(self, backend: ChatBackend, model: str) -> str:
+        key = self._key(backend, model)
+        with self._lock:
+            if key not in self._rungs:
+                caps = backend.capabilities(model) if self.preference != "prompt" else set()
+                self._rungs[key] = [m for m in STRUCTURED_MODES if m in caps or m == "prompt"]
+            return self._rungs[key][0]
+
+    def drop(self, backend: ChatBackend, model: str, mode: str) -> bool:
+        """Stop using `mode` (and anything stronger); False when nothing weaker is left."""
+        key = self._key(backend, model)
+        with self._lock:
+            rungs = self._rungs.get(key, list(STRUCTURED_MODES))
+            if mode == "prompt" or mode not in rungs:
+                return mode != "prompt"
+            self._rungs[key] = rungs[rungs.index(mode) + 1:] or ["prompt"]
+            return True
+
+    def settle(self, backend: ChatBackend, model: str, mode: str) -> None:
+        with self._lock:
+            self._rungs[self._key(backend, model)] = [mode] if mode == "prompt" else [mode, "prompt"]
+
+    def known(self) -> dict[str, str]:
+        """{"backend:endpoint model": mode in use} for everything seen so far."""
+        with self._lock:
+            return {f"{k[0]} {k[1]}": v[0] for k, v in self._rungs.items()}
+
+
 class LLM:
     def __init__(self, settings: Settings, ledger: Ledger | None = None, budget: Budget | None = None,
-                 memo_dir: Path | None = None):
-        if not settings.base_url:
+                 memo_dir: Path | None = None, backend: ChatBackend | None = None):
+        if backend is None and not settings.base_url:
             raise LLMError("no LLM endpoint configured: set OPENAI_BASE_URL (and OPENAI_API_KEY), or pass --base-url")
         self.settings = settings
         self.ledger = ledger or Ledger(None)
@@ -54,13 +110,14 @@ class LLM:
         self.memo_dir = Path(memo_dir) if memo_dir else None
         self.prices = {**_default_prices(), **settings.prices}
         self.listeners: list[Callable[[LedgerEntry], None]] = []
-        self._json_schema_ok = settings.structured_mode != "prompt"
-        self.client = openai.OpenAI(
-            base_url=settings.base_url,
-            api_key=settings.api_key or "not-needed",
-            max_retries=0,
-            timeout=settings.request_timeout,
-        )
+        self.ladder = ModeLadder(settings.structured_mode)
+        if backend is None:
+            try:
+                backend = open_backend(str(settings.base_url), settings.api_key, settings.request_timeout,
+                                       getattr(settings, "llm_backend", None) or None)
+            except UnknownName as exc:
+                raise LLMError(f"{exc} (the backend is named by the prefix of {settings.base_url!r})") from None
+        self.backend: ChatBackend = backend
 
     # ---- public API -------------------------------------------------------------------------
     def text(self, messages: list[dict], phase: str, purpose: str = "", memo_key: str | None = None,
@@ -68,43 +125,36 @@ class LLM:
         cached = self._memo_get(memo_key)
         if cached is not None:
             return cached["text"]
-        resp = self._call(messages, phase, purpose, None, max_tokens)
-        out = resp.choices[0].message.content or ""
-        self._memo_put(memo_key, {"text": out})
-        return out
+        reply = self._call(self._request(messages, phase, max_tokens), phase, purpose)
+        self._memo_put(memo_key, {"text": reply.text})
+        return reply.text
 
     def structured(self, messages: list[dict], schema: type[T], phase: str, purpose: str = "",
                    memo_key: str | None = None, max_tokens: int | None = None) -> T:
         cached = self._memo_get(memo_key)
         if cached is not None:
             return schema.model_validate(cached["data"])
-        msgs = list(messages)
-        schema_text = schema_for_prompt(schema)
-        if not self._json_schema_ok:
-            msgs = self._with_json_instruction(msgs, schema_text)
+        model = self.settings.model_for(phase)
+        turns: list[dict] = []  # the repair conversation so far
         last_error = ""
         for _ in range(self.settings.max_repairs + 1):
-            rf = self._response_format(schema) if self._json_schema_ok else None
-            try:
-                resp = self._call(msgs, phase, purpose, rf, max_tokens)
-            except _StructuredUnsupported:
-                self._json_schema_ok = False
-                msgs = self._with_json_instruction(msgs, schema_text)
-                resp = self._call(msgs, phase, purpose, None, max_tokens)
-            choice = resp.choices[0]
-            content = choice.message.content or ""
-            if choice.finish_reason == "length":
-                last_error = "the reply was cut off at the token limit (truncated JSON); reply with a shorter object"
+            reply, mode = self._structured_call(messages, turns, schema, phase, purpose, max_tokens)
+            content = reply.text
+            if reply.finish_reason == "length":
+                last_error = render_text("json_truncated")
             else:
+                if mode != "prompt" and "{" not in content:  # the endpoint ignored response_format
+                    self.ladder.settle(self.backend, model, "prompt")
                 try:
                     obj = parse_model(content, schema)
                     self._memo_put(memo_key, {"data": obj.model_dump(mode="json")})
                     return obj
                 except ValueError as exc:
                     last_error = str(exc)
-            msgs = msgs + [
+            turns = turns + [
                 {"role": "assistant", "content": content[:4000]},
-                {"role": "user", "content": render_text("repair_json", error=last_error, schema=schema_text)},
+                {"role": "user", "content": render_text("repair_json", error=last_error,
+                                                        schema=schema_for_prompt(schema))},
             ]
         raise LLMError(
             f"{phase}: the model's output did not match {schema.__name__} after "
@@ -114,15 +164,7 @@ class LLM:
 
     def check_endpoint(self) -> tuple[bool, str]:
         """Is the endpoint reachable and does it serve the configured model? (for `doctor`)."""
-        try:
-            ids = [m.id for m in self.client.models.list().data]
-        except openai.APIConnectionError as exc:
-            return False, f"cannot reach {self.settings.base_url} ({exc.__class__.__name__})"
-        except openai.APIStatusError as exc:
-            return False, f"{self.settings.base_url} answered HTTP {exc.status_code} to /models"
-        if ids and self.settings.model not in ids:
-            return False, f"{self.settings.base_url} does not serve model {self.settings.model!r} (it has: {', '.join(ids[:8])})"
-        return True, f"{self.settings.base_url} serves {self.settings.model}"
+        return self.backend.check(self.settings.model)
 
     def cost_of(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         p = self.prices.get(model)
@@ -130,77 +172,74 @@ class LLM:
             return 0.0
         return (prompt_tokens * p[0] + completion_tokens * p[1]) / 1_000_000
 
-    # ---- internals --------------------------------------------------------------------------
-    @staticmethod
-    def _response_format(schema: type[BaseModel]) -> dict:
-        return {"type": "json_schema",
-                "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+    # ---- structured ladder ------------------------------------------------------------------
+    def _structured_call(self, messages: list[dict], turns: list[dict], schema: type[BaseModel], phase: str,
+                         purpose: str, max_tokens: int | None) -> tuple[ChatReply, str]:
+        model = self.settings.model_for(phase)
+        while True:
+            mode = self.ladder.current(self.backend, model)
+            msgs = list(messages)
+            if mode != "json_schema":  # the schema travels in the prompt
+                msgs.append({"role": "user", "content": render_text("json_instruction",
+                                                                    schema=schema_for_prompt(schema))})
+            req = self._request(msgs + turns, phase, max_tokens, mode,
+                                schema.model_json_schema() if mode == "json_schema" else None, schema.__name__)
+            try:
+                return self._call(req, phase, purpose), mode
+            except CapabilityMissing as exc:
+                if not self.ladder.drop(self.backend, model, mode):
+                    raise LLMError(f"{exc.message} (and no weaker structured mode is left)") from exc
 
-    @staticmethod
-    def _with_json_instruction(msgs: list[dict], schema_text: str) -> list[dict]:
-        return msgs + [{"role": "user", "content": render_text("json_instruction", schema=schema_text)}]
-
-    def _call(self, messages: list[dict], phase: str, purpose: str, response_format: dict | None,
-              max_tokens: int | None):
+    def _request(self, messages: list[dict], phase: str, max_tokens: int | None, fmt: str = "text",
+                 schema: dict | None = None, schema_name: str = "") -> ChatRequest:
         s = self.settings
-        model = s.model_for(phase)
-        kwargs = {"model": model, "messages": messages, "temperature": s.temperature,
-                  "max_tokens": max_tokens or s.max_output_tokens}
-        if response_format is not None:
-            kwargs["response_format"] = response_format
+        return ChatRequest(messages=messages, model=s.model_for(phase), max_tokens=max_tokens or s.max_output_tokens,
+                           temperature=s.temperature, format=fmt, schema=schema, schema_name=schema_name)
+
+    # ---- retry policy, budget, ledger -------------------------------------------------------
+    def _call(self, req: ChatRequest, phase: str, purpose: str) -> ChatReply:
+        s = self.settings
         delay = s.backoff_base
         for attempt in range(s.max_retries + 1):
             self.budget.check(self.ledger)
             t0 = time.monotonic()
             try:
-                resp = self.client.chat.completions.create(**kwargs)
-            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
-                self._record(phase, model, purpose, t0, None, error=f"{type(exc).__name__}: {exc}")
+                reply = self.backend.chat(req)
+            except TransientError as exc:
+                self._record(phase, req.model, purpose, t0, None, error=f"transient: {exc.message}")
                 if attempt == s.max_retries:
-                    raise self._final_error(exc, model) from exc
-                time.sleep(delay)
+                    raise LLMError(f"{exc.message}; gave up after {s.max_retries} retries") from exc
+                time.sleep(min(max(delay, exc.retry_after or 0.0), MAX_RETRY_WAIT_S))
                 delay *= 2
                 continue
-            except openai.APIStatusError as exc:
-                self._record(phase, model, purpose, t0, None, error=f"HTTP {exc.status_code}: {exc}")
-                if response_format is not None and exc.status_code in (400, 422) and "response_format" in str(exc):
-                    raise _StructuredUnsupported() from exc
-                if exc.status_code >= 500 and attempt < s.max_retries:
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
-                raise self._final_error(exc, model) from exc
-            self._record(phase, model, purpose, t0, resp)
-            return resp
+            except CapabilityMissing as exc:
+                self._record(phase, req.model, purpose, t0, None,
+                             error=f"capability missing ({exc.capability}): {exc.message}")
+                if req.format in ("text", "prompt"):  # nothing weaker to fall back to
+                    raise LLMError(exc.message) from exc
+                raise
+            except FinalError as exc:
+                self._record(phase, req.model, purpose, t0, None, error=f"final: {exc.message}")
+                raise LLMError(exc.message) from exc
+            except Exception as exc:  # a backend outside the three classes: report it, do not retry
+                self._record(phase, req.model, purpose, t0, None, error=f"{type(exc).__name__}: {exc}")
+                raise LLMError(f"the LLM backend {self.backend.name!r} failed ({type(exc).__name__}: {exc})") from exc
+            self._record(phase, req.model, purpose, t0, reply)
+            return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _final_error(self, exc: Exception, model: str) -> LLMError:
-        url = self.settings.base_url
-        if isinstance(exc, openai.APIConnectionError):
-            return LLMError(f"cannot reach the LLM endpoint {url} ({type(exc).__name__}). "
-                            "Is the server running? Check OPENAI_BASE_URL or run `agentlab doctor`.")
-        if isinstance(exc, openai.NotFoundError):
-            return LLMError(f"the endpoint {url} does not know model {model!r} (HTTP 404). "
-                            "Pick a served model with --model (see `agentlab doctor`).")
-        if isinstance(exc, openai.AuthenticationError):
-            return LLMError(f"the endpoint {url} rejected the API key (HTTP 401): set OPENAI_API_KEY.")
-        if isinstance(exc, openai.RateLimitError):
-            return LLMError(f"the endpoint {url} kept rate-limiting (HTTP 429) after {self.settings.max_retries} retries.")
-        status = getattr(exc, "status_code", "?")
-        return LLMError(f"the endpoint {url} failed for model {model!r} (HTTP {status}): {exc}")
-
-    def _record(self, phase: str, model: str, purpose: str, t0: float, resp, error: str = "") -> None:
-        pt = ct = 0
-        if resp is not None and getattr(resp, "usage", None) is not None:
-            pt = resp.usage.prompt_tokens or 0
-            ct = resp.usage.completion_tokens or 0
+    def _record(self, phase: str, model: str, purpose: str, t0: float, reply: ChatReply | None,
+                error: str = "") -> None:
+        pt = reply.usage.prompt_tokens if reply is not None else 0
+        ct = reply.usage.completion_tokens if reply is not None else 0
         entry = LedgerEntry(phase=phase, model=model, prompt_tokens=pt, completion_tokens=ct,
                             cost=round(self.cost_of(model, pt, ct), 8), latency_s=round(time.monotonic() - t0, 4),
-                            ok=resp is not None, purpose=purpose, error=error[:500])
+                            ok=reply is not None, purpose=purpose, error=error[:500])
         self.ledger.append(entry)
         for fn in self.listeners:
             fn(entry)
 
+    # ---- memo -------------------------------------------------------------------------------
     def _memo_get(self, key: str | None) -> dict | None:
         if not key or self.memo_dir is None:
             return None

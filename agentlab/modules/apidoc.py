@@ -3,20 +3,49 @@
 Parses the modules' source with ``ast`` (nothing is imported, so neither torch nor transformers is
 needed): for every name in each module's ``__all__`` it renders the signature, the summary, what it
 returns and one example. Dataclasses are rendered with their fields and the comments beside them.
+Every module of the package is documented unless it sets ``__api__ = False``; the registered KV methods
+(built-in files and installed plugins, read from their source the same way) are listed under ``kv`` as
+``kv.<name>(model, input_ids, ...)``.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentlab.modules import SUBMODULES
+from agentlab.registry import Registry, decorated_name, module_file
+
 __all__ = ["render_api_doc", "public_functions", "DOCUMENTED_MODULES"]
+__api__ = False
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DOCUMENTED_MODULES = ("models", "data", "metrics", "kv", "kv_quant", "kv_latent", "prune", "prune_search",
-                      "speculative", "draft_heads", "attention")
+BASICS = ("models", "data", "metrics")  # shown first; the rest in name order
 SECTIONS = ("Args:", "Returns:", "Example:")
+
+
+def _documented(module: str) -> bool:
+    path = PACKAGE_DIR / f"{module}.py"
+    if not path.is_file():
+        return False
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__api__" for t in node.targets)
+                and isinstance(node.value, ast.Constant) and node.value.value is False):
+            return False
+    return True
+
+
+DOCUMENTED_MODULES: tuple[str, ...] = tuple(sorted((m for m in SUBMODULES if _documented(m)),
+                                                   key=lambda m: (BASICS.index(m) if m in BASICS else len(BASICS), m)))
+
+
+def _method_registries() -> dict[str, tuple[Registry, str]]:
+    """Documented module -> (its method registry, the decorator its methods use)."""
+    from agentlab.modules.methods import KV_METHODS
+
+    return {"kv": (KV_METHODS, "kv_method")}
 
 
 @dataclass
@@ -63,7 +92,54 @@ def public_functions() -> list[PublicFunction]:
             node = nodes.get(name)
             if isinstance(node, ast.FunctionDef):
                 out.append(PublicFunction(module, name, _signature(node), ast.get_docstring(node) or ""))
+        out += [fn for fn, _ in registered_methods(module)]
     return out
+
+
+def registered_methods(module: str) -> list[tuple[PublicFunction, str]]:
+    """The methods registered for `module` (e.g. ``kv``), built-ins then plugins, read from their source:
+    ``(PublicFunction(module, name, "name(model, input_ids, budget=0.25, ...)", doc), note)``."""
+    regs = _method_registries()
+    if module not in regs:
+        return []
+    reg, decorator = regs[module]
+    out = []
+    for name in reg.names():
+        note = f"plugin from {reg.distribution(name) or 'an installed distribution'}" if reg.is_plugin(name) else ""
+        node = _method_node(reg.target(name), name, decorator)
+        if node is None:
+            out.append((PublicFunction(module, name, f"{name}(model, input_ids, **params)",
+                                       "(source not readable)"), note))
+            continue
+        out.append((PublicFunction(module, name, _method_signature(name, node), ast.get_docstring(node) or ""), note))
+    return out
+
+
+def _method_node(target: str | None, name: str, decorator: str) -> ast.FunctionDef | None:
+    if not target:
+        return None
+    mod, _, attr = target.partition(":")
+    path = module_file(mod)
+    if path is None:
+        return None
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    return next((n for n in defs if n.name == attr), None) or next(
+        (n for n in defs if decorated_name(n, decorator) == name), None)
+
+
+def _method_signature(name: str, node: ast.FunctionDef) -> str:
+    """``name(model, input_ids, budget=0.25, <the hook's own parameters>)`` (no budget for transforms)."""
+    transform = any(isinstance(d, ast.Call) and any(k.arg == "kind" and getattr(k.value, "value", None) == "transform"
+                                                     for k in d.keywords) for d in node.decorator_list)
+    args = copy.deepcopy(node.args)
+    if args.args:
+        if len(args.defaults) == len(args.args):
+            args.defaults = args.defaults[1:]
+        args.args = args.args[1:]
+    own = ast.unparse(args)
+    head = "model, input_ids" + ("" if transform else ", budget=0.25")
+    return f"{name}({head}{', ' + own if own else ''})"
 
 
 def _split(doc: str) -> dict[str, str]:
@@ -127,8 +203,8 @@ def render_api_doc(modules=None) -> str:
     out = [
         "# agentlab.modules — API for experiments",
         "",
-        "Import submodules by name: `from agentlab.modules import models, data, metrics, kv, kv_quant, kv_latent, prune, "
-        "prune_search, speculative, draft_heads, attention`. Every method is a plain function over a Hugging Face "
+        f"Import submodules by name: `from agentlab.modules import {', '.join(DOCUMENTED_MODULES)}`. "
+        "Every method is a plain function over a Hugging Face "
         "causal LM that returns the new model/cache/generator plus a dataclass of numbers. Calibrate on "
         "`data.load_text('calib')`, score on `data.load_text('eval')`.",
     ]
@@ -145,4 +221,12 @@ def render_api_doc(modules=None) -> str:
                 out += ["", _render_function(PublicFunction(module, name, _signature(node), ast.get_docstring(node) or ""))]
             elif isinstance(node, ast.ClassDef):
                 out += ["", _render_class(module, node, src)]
+        methods = registered_methods(module)
+        if methods:
+            out += ["", f"### Registered `{module}` methods (also `{module}.compress(model, input_ids, \"<name>\", ...)`)",
+                    "", f"Names: {', '.join(f'`{fn.name}`' for fn, _ in methods)}. A new one is one decorated hook: "
+                    f"`@{module}.kv_method(\"mine\") def mine(ctx: {module}.ScoreContext, my_param=1) -> Tensor` "
+                    "(scores `[B, H_kv, T]`, highest kept)."]
+            for fn, note in methods:
+                out += ["", _render_function(fn) + (f"\n\n_{note}_" if note else "")]
     return "\n".join(out) + "\n"

@@ -19,6 +19,8 @@ import torch
 from agentlab.modules import attention, data, draft_heads, kv, kv_latent, metrics, prune, prune_search, speculative
 from agentlab.modules.models import load_smollm2, select_device
 
+__api__ = False  # not part of the experiment API doc
+
 COLUMNS = ("group", "method", "impl", "ppl", "ref_ppl", "acc_ret", "kv_bytes", "kv_ratio", "params", "sparsity",
            "tokens_per_s", "tau", "accept_rate", "lossless", "note")
 
@@ -29,6 +31,21 @@ def _kvpress_status() -> str:
 
 def _row(**kw) -> dict:
     return {c: kw.get(c) for c in COLUMNS}
+
+
+#: extra settings a method is benchmarked at (default: once, with its defaults and, if it evicts, budget 0.25)
+KV_VARIANTS: dict[str, list[dict]] = {"quantize": [{"bits": 8}, {"bits": 4}]}
+
+
+def kv_cases() -> list[tuple[str, dict]]:
+    """(method, kwargs) for every registered KV method, plugins included."""
+    from agentlab.modules.methods import get_kv_method
+
+    out = []
+    for name in kv.method_names():
+        budget = {} if get_kv_method(name).kind == "transform" else {"budget": 0.25}
+        out += [(name, {**budget, **v}) for v in KV_VARIANTS.get(name, [{}])]
+    return out
 
 
 def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype=torch.float32, log=print) -> dict:
@@ -77,9 +94,7 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype
     rows.append(_row(group="kv", method="full cache", impl="ours", ppl=dense_cont,
                      kv_bytes=metrics.dense_kv_bytes(model, ctx_len), kv_ratio=1.0,
                      note=f"ppl of {tgt_len} tokens after a {ctx_len}-token context"))
-    for name, kw in [("streaming_llm", {"budget": 0.25, "sink": 4}), ("h2o", {"budget": 0.25}),
-                     ("snapkv", {"budget": 0.25, "window": 32}), ("key_norm", {"budget": 0.25}),
-                     ("quantize", {"bits": 8}), ("quantize", {"bits": 4})]:
+    for name, kw in kv_cases():
         st_state, st = kv.compress(model, ctx, name, **kw)
         ref = kv.mask_reference_perplexity(model, ctx, tgt, st_state) if st_state.kept is not None else None
         ppl = kv.score_continuation(model, st_state, tgt)
@@ -113,16 +128,7 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype
             rows.append(_row(group="prune", method=label, impl="torch-pruning", note=str(exc)))
             continue
         impl = "torch-pruning" if st.method.endswith("torch_pruning") else "ours"
-        note = ""
-        if st.method == "global_search":
-            n = st.notes
-            note = (f"calib loss uniform {n['loss_uniform']:.3f} -> searched {n['loss_searched']:.3f}; "
-                    f"layer sparsity {min(n['allocation']):.2f}..{max(n['allocation']):.2f}")
-        elif st.removed_layers:
-            note = f"removed layers {st.removed_layers}"
-        elif impl == "torch-pruning":
-            note = ("DependencyGraph + GroupMagnitudeImportance: weight-norm ranking (its surgery equals ours "
-                    "for the same channels, tested); ours ranks by activations")
+        note = _prune_note(st, impl)
         rows.append(_row(group="prune", method=label, impl=impl, ppl=metrics.perplexity(pm, eval_ids),
                          acc_ret=retention(pm),
                          kv_bytes=metrics.dense_kv_bytes(pm, n_eval), params=st.params_after,
@@ -178,16 +184,7 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype
     ]
     plain = [speculative.greedy_generate(model, p.to(dev), gen_tokens)[0] for p in prompts]
     for label, impl, fn in methods:
-        agg = {"new": 0, "passes": 0, "drafted": 0, "accepted": 0, "seconds": 0.0}
-        same = True
-        for p, ref_out in zip(prompts, plain):
-            out, st = fn(p.to(dev))
-            same = same and torch.equal(out.to(ref_out.device), ref_out)
-            agg["new"] += st.new_tokens
-            agg["passes"] += st.verify_passes
-            agg["drafted"] += st.drafted
-            agg["accepted"] += st.accepted
-            agg["seconds"] += st.seconds
+        agg, same = _spec_totals(fn, prompts, plain, dev)
         sampling = "sampling" in label
         tau = (agg["new"] - len(prompts)) / agg["passes"] if agg["passes"] else None
         rows.append(_row(group="speculative", method=label, impl=impl, tokens_per_s=agg["new"] / agg["seconds"],
@@ -211,6 +208,36 @@ def run(quick: bool = False, device: str = "cpu", threads: int | None = 1, dtype
     }
     log(f"[{meta['seconds']:.0f}s] done")
     return {"meta": meta, "rows": rows}
+
+
+def _prune_note(st, impl: str) -> str:
+    """The note column for one pruning row."""
+    note = ""
+    if st.method == "global_search":
+        n = st.notes
+        note = (f"calib loss uniform {n['loss_uniform']:.3f} -> searched {n['loss_searched']:.3f}; "
+                f"layer sparsity {min(n['allocation']):.2f}..{max(n['allocation']):.2f}")
+    elif st.removed_layers:
+        note = f"removed layers {st.removed_layers}"
+    elif impl == "torch-pruning":
+        note = ("DependencyGraph + GroupMagnitudeImportance: weight-norm ranking (its surgery equals ours "
+                "for the same channels, tested); ours ranks by activations")
+    return note
+
+
+def _spec_totals(fn, prompts: list, plain: list, dev) -> tuple[dict, bool]:
+    """Run one decoding method on every prompt: (summed stats, whether every output equals plain greedy)."""
+    agg = {"new": 0, "passes": 0, "drafted": 0, "accepted": 0, "seconds": 0.0}
+    same = True
+    for p, ref_out in zip(prompts, plain):
+        out, st = fn(p.to(dev))
+        same = same and torch.equal(out.to(ref_out.device), ref_out)
+        agg["new"] += st.new_tokens
+        agg["passes"] += st.verify_passes
+        agg["drafted"] += st.drafted
+        agg["accepted"] += st.accepted
+        agg["seconds"] += st.seconds
+    return agg, same
 
 
 def _spec_note(label: str, impl: str, hst, hst2) -> str:

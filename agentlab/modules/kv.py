@@ -1,15 +1,20 @@
-"""KV-cache compression of a prefilled context: StreamingLLM, H2O, SnapKV, key-norm, int8/int4 quantization.
+"""KV-cache compression of a prefilled context: one shared core, one registered hook per method.
 
-All ours (kvpress does not install beside transformers 5.23: kvpress 0.5.5 pins transformers<5.3).
-Protocol (the kvpress one): prefill the context with full attention, compress each layer's cache once,
-then score or generate the continuation against the compressed cache. Evicted caches keep the true
-RoPE positions: keys are cached after rotation and new tokens get ``position_ids`` from ``KVState.position``.
+Built-in methods (each one file in ``agentlab/modules/kv_methods/``, listed below with their parameters):
+StreamingLLM, H2O, SnapKV, key-norm eviction and int8/int4 quantization; installed plugins add more
+(``method_names()``). All ours (kvpress does not install beside transformers 5.23: kvpress 0.5.5 pins
+transformers<5.3), in kvpress's design: ``compress`` prefills the context with full attention, asks the
+method's ``score`` hook for per-token scores of each layer (``ScoreContext`` in, ``[B, H_kv, T]`` out), keeps
+the top-``budget`` tokens of each layer and KV head, and counts the bytes; then score or generate the
+continuation against the compressed cache. Evicted caches keep the true RoPE positions: keys are cached
+after rotation and new tokens get ``position_ids`` from ``KVState.position``.
 
 Eviction keeps the same number of tokens in every layer and KV head (which tokens may differ per head):
 KV bytes = n_layers * 2 * n_kv_heads * head_dim * kept_tokens * bytes_per_elt. Quantization stores each
 group of ``group_size`` channels of one token as ``bits``-bit codes plus a float16 scale and zero:
 bytes = n_layers * 2 * n_kv_heads * tokens * (head_dim * bits / 8 + (head_dim / group_size) * 4).
 The packing itself is in ``kv_quant``; the low-rank latent (MLA-style) method is in ``kv_latent``.
+A new method is one file: ``@kv_method("name") def score(ctx: ScoreContext, my_param=1) -> Tensor``.
 """
 
 from __future__ import annotations
@@ -20,26 +25,25 @@ from dataclasses import dataclass
 import torch
 
 from agentlab.modules import attention as _attn
-from agentlab.modules.kv_quant import dequantize_tensor, quantize_tensor
+from agentlab.modules.kv_quant import dequantize_tensor, quantize_tensor  # noqa: F401 - re-exported (kv_quant docs)
+from agentlab.modules.methods import KV_METHODS, get_kv_method, kv_method, kv_method_names  # noqa: F401 - kv.kv_method
 from agentlab.modules.metrics import cache_bytes, dense_kv_bytes
-from agentlab.modules.models import kv_geometry
+from agentlab.modules.models import KVGeometry, kv_geometry
 
 __all__ = [
     "KVState",
     "KVStats",
+    "ScoreContext",
+    "Transformed",
     "prefill",
-    "streaming_llm",
-    "h2o",
-    "snapkv",
-    "key_norm",
-    "quantize_kv",
     "compress",
+    "method_names",
     "score_continuation",
     "greedy_continue",
     "mask_reference_perplexity",
 ]
-
-METHODS = ("streaming_llm", "h2o", "snapkv", "key_norm", "quantize")
+# every registered method is also ``kv.<name>(model, input_ids, ...)`` (module ``__getattr__`` below);
+# ``kv.kv_method`` is the decorator a new method (or a plugin) registers with.
 
 
 @dataclass
@@ -86,10 +90,18 @@ def prefill(model, input_ids: torch.Tensor, observer=None) -> KVState:
         >>> state.position
         256
     """
+    return _prefill(model, input_ids, observer, _new_cache())
+
+
+def _new_cache():
     from transformers import DynamicCache
 
+    return DynamicCache()
+
+
+@torch.no_grad()
+def _prefill(model, input_ids: torch.Tensor, observer, cache) -> KVState:
     ids = input_ids.to(_device(model))
-    cache = DynamicCache()
     if observer is None:
         out = model(input_ids=ids, past_key_values=cache, use_cache=True)
     else:
@@ -139,30 +151,40 @@ def _protect(scores: torch.Tensor, first: int = 0, last: int = 0) -> torch.Tenso
     return s
 
 
-def streaming_llm(model, input_ids: torch.Tensor, budget=0.25, sink: int = 4):
-    """StreamingLLM (Xiao et al. 2023): keep ``sink`` first tokens + the most recent ones, drop the middle.
+@dataclass
+class ScoreContext:
+    """What a KV method's hook sees for one layer (kvpress's ``score(module, hidden, keys, values, attentions)``)."""
 
-    Args:
-        model: a HF Llama-family causal LM.
-        input_ids: ``[1, T]`` context.
-        budget: tokens kept per layer/head, as a fraction of T (float) or a count (int).
-        sink: attention-sink tokens always kept at the start.
-    Returns:
-        ``(KVState, KVStats)``.
-    Example:
-        >>> from agentlab.modules import kv
-        >>> state, st = kv.streaming_llm(model, ids[:, :256], budget=64, sink=4)
-        >>> st.kept_tokens, st.compression_ratio
-        (64, 4.0)
-    """
-    state = prefill(model, input_ids)
-    t = state.position
-    kept = _budget(t, budget)
-    g = kv_geometry(model)
-    pos = torch.arange(t, device=_device(model), dtype=torch.float32)
-    base = _protect(pos, first=min(sink, kept)).expand(1, g.n_kv_heads, t)  # recency, sinks on top
-    _evict(state, [base] * g.n_layers, kept)
-    return state, _stats(model, "streaming_llm", state, t, kept)
+    layer: int  # layer index
+    keys: torch.Tensor  # [B, H_kv, T, head_dim] cached keys of the context (after RoPE)
+    values: torch.Tensor  # [B, H_kv, T, head_dim] cached values
+    attentions: torch.Tensor | None  # [B, H_q, T, T] prefill attention probabilities (methods with attention=True)
+    tokens: int  # T, context tokens prefilled
+    budget: int  # tokens the core keeps per layer and KV head (== tokens for a transform)
+    geometry: KVGeometry  # n_layers, n_kv_heads, n_heads, head_dim, bytes_per_elt
+    model: object  # the model being compressed
+
+    def protect(self, scores: torch.Tensor, first: int = 0, last: int = 0) -> torch.Tensor:
+        """A copy of ``scores`` with the ``first`` and ``last`` tokens set to +inf (always kept: sinks, windows)."""
+        return _protect(scores, first, last)
+
+    def share(self, part: float | int) -> int:
+        """Tokens of the budget that ``part`` names: a fraction of it (float) or a count (int), 1..budget."""
+        return _budget(self.budget, part)
+
+    def group_reduce(self, probs: torch.Tensor) -> torch.Tensor:
+        """Sum ``[B, H_q, T]`` over the query heads that share each KV head: ``[B, H_kv, T]``."""
+        return _group_reduce(probs, self.geometry.n_kv_heads)
+
+
+@dataclass
+class Transformed:
+    """What a ``kind="transform"`` KV method returns for one layer."""
+
+    keys: torch.Tensor  # the layer's new keys (same shape; e.g. dequantized codes)
+    values: torch.Tensor  # the layer's new values
+    nbytes: int  # bytes this layer's compressed K and V hold
+    bits: int | None = None  # bits per cached element, when not the model dtype's
 
 
 def _group_reduce(probs: torch.Tensor, n_kv: int) -> torch.Tensor:
@@ -170,138 +192,92 @@ def _group_reduce(probs: torch.Tensor, n_kv: int) -> torch.Tensor:
     return probs.view(b, n_kv, hq // n_kv, k).sum(2)
 
 
-def h2o(model, input_ids: torch.Tensor, budget=0.25, recent=0.5):
-    """Heavy-hitter eviction (H2O, Zhang et al. 2023): keep the tokens with the largest accumulated
-    attention (summed over all context queries and the query heads of each KV head) plus recent ones.
+@torch.no_grad()
+def compress(model, input_ids: torch.Tensor, method: str, budget: float | int | None = None, **params):
+    """Compress the context's cache with a registered KV method (``method_names()``; plugins included).
 
+    The shared core of every method: prefill the context (observing attention when the method needs it),
+    call the method's ``score`` hook per layer and keep the top-``budget`` tokens of each layer and KV head
+    (in position order), or call its ``transform`` hook per layer; then count the bytes.
     Args:
-        model, input_ids: as in ``streaming_llm``.
-        budget: tokens kept per layer/head (fraction of T or count).
-        recent: share of the budget (float) or count (int) reserved for the most recent tokens.
+        model: a HF Llama-family causal LM.
+        input_ids: ``[1, T]`` context.
+        method: a KV method name, e.g. "streaming_llm", "h2o", "snapkv", "key_norm", "quantize".
+        budget: score methods: tokens kept per layer/head, a fraction of T (float, default 0.25) or a count
+            (int). Transforms take none.
+        **params: the method's own parameters (see each method below).
     Returns:
         ``(KVState, KVStats)``.
     Example:
         >>> from agentlab.modules import kv
-        >>> state, st = kv.h2o(model, ids[:, :256], budget=0.25)
+        >>> state, st = kv.compress(model, ids[:, :256], "snapkv", budget=0.25, window=16)
+        >>> st.kept_tokens, st.method
+        (64, 'snapkv')
     """
+    m = get_kv_method(method)
+    params = m.bind(params)
+    if m.kind == "transform":
+        if budget is not None:
+            raise TypeError(f"KV method {method!r} transforms the whole cache: it takes no budget")
+        return _transform(model, input_ids, m, params)
     g = kv_geometry(model)
+    t = input_ids.shape[1]
+    kept = _budget(t, 0.25 if budget is None else budget)
     scores: dict[int, torch.Tensor] = {}
+    cache = _new_cache()
 
-    def observe(module, probs):
-        scores[module.layer_idx] = _group_reduce(probs.sum(2), g.n_kv_heads)
+    def score(layer: int, keys, values, probs=None) -> None:
+        ctx = ScoreContext(layer, keys, values, probs, t, kept, g, model)
+        s = m.fn(ctx, **params)
+        scores[layer] = s if s.shape == (keys.shape[0], keys.shape[1], t) else s.expand(keys.shape[0], keys.shape[1], t)
 
-    state = prefill(model, input_ids, observer=observe)
-    t = state.position
-    kept = _budget(t, budget)
-    n_recent = _budget(kept, recent) if recent else 0
-    n_recent = min(n_recent, kept - 1) if kept > 1 else 0
-    layers = [_protect(scores[a.self_attn.layer_idx], last=n_recent) for a in model.model.layers]
-    _evict(state, layers, kept)
-    return state, _stats(model, "h2o", state, t, kept)
+    def observe(module, probs) -> None:
+        layer = cache.layers[module.layer_idx]
+        score(module.layer_idx, layer.keys, layer.values, probs)
+
+    state = _prefill(model, input_ids, observe if m.attention else None, cache)
+    if not m.attention:
+        for i, layer in enumerate(state.cache.layers):
+            score(i, layer.keys, layer.values)
+    _evict(state, [scores[a.self_attn.layer_idx] for a in model.model.layers], kept)
+    return state, _stats(model, m.stats_label(params), state, t, kept)
 
 
-def snapkv(model, input_ids: torch.Tensor, budget=0.25, window: int = 32, kernel: int = 7):
-    """SnapKV (Li et al. 2024): score context tokens by the attention of the last ``window`` queries
-    (summed over the query heads of each KV head, smoothed by 1-D average pooling of width ``kernel``),
-    keep the top ones and always the observation window itself.
-
-    Args:
-        model, input_ids: as in ``streaming_llm``.
-        budget: tokens kept per layer/head (fraction of T or count), window included.
-        window: observation window (last tokens of the context).
-        kernel: pooling width (odd).
-    Returns:
-        ``(KVState, KVStats)``.
-    Example:
-        >>> from agentlab.modules import kv
-        >>> state, st = kv.snapkv(model, ids[:, :256], budget=0.25, window=16)
-    """
+def _transform(model, input_ids: torch.Tensor, m, params: dict):
+    state = prefill(model, input_ids)
     g = kv_geometry(model)
-    scores: dict[int, torch.Tensor] = {}
-
-    def observe(module, probs):
-        w = min(window, probs.shape[2])
-        s = _group_reduce(probs[:, :, -w:, :].sum(2), g.n_kv_heads)
-        if kernel > 1:
-            b, h, k = s.shape
-            s = torch.nn.functional.avg_pool1d(s.reshape(b * h, 1, k), kernel, 1, kernel // 2,
-                                               count_include_pad=False).reshape(b, h, k)
-        scores[module.layer_idx] = s
-
-    state = prefill(model, input_ids, observer=observe)
     t = state.position
-    kept = _budget(t, budget)
-    w = min(window, kept - 1) if kept > 1 else 0
-    layers = [_protect(scores[a.self_attn.layer_idx], last=w) for a in model.model.layers]
-    _evict(state, layers, kept)
-    return state, _stats(model, "snapkv", state, t, kept)
+    total, bits = 0, None
+    for i, layer in enumerate(state.cache.layers):
+        out = m.fn(ScoreContext(i, layer.keys, layer.values, None, t, t, g, model), **params)
+        layer.keys, layer.values = out.keys, out.values
+        total += out.nbytes
+        bits = out.bits if out.bits is not None else bits
+    return state, _stats(model, m.stats_label(params), state, t, t, kv_bytes=total, bits=bits)
 
 
-def key_norm(model, input_ids: torch.Tensor, budget=0.25, sink: int = 0):
-    """Key-norm eviction (Devoto et al. 2024): keep the tokens whose cached keys have the smallest L2 norm
-    (low-norm keys draw the most attention); no attention weights needed.
-
-    Args:
-        model, input_ids: as in ``streaming_llm``.
-        budget: tokens kept per layer/head (fraction of T or count).
-        sink: first tokens always kept (0 = pure key-norm).
-    Returns:
-        ``(KVState, KVStats)``.
-    Example:
-        >>> from agentlab.modules import kv
-        >>> state, st = kv.key_norm(model, ids[:, :256], budget=0.5)
-    """
-    state = prefill(model, input_ids)
-    t = state.position
-    kept = _budget(t, budget)
-    scores = [_protect(-layer.keys.float().norm(dim=-1), first=min(sink, kept)) for layer in state.cache.layers]
-    _evict(state, scores, kept)
-    return state, _stats(model, "key_norm", state, t, kept)
-
-
-def quantize_kv(model, input_ids: torch.Tensor, bits: int = 8, group_size: int = 32):
-    """KV quantization (int8 / int4): the context cache is packed to ``bits`` per value with a float16 scale
-    and zero per ``group_size`` channels of each token, then dequantized for attention (simulated kernels:
-    quality is that of the packed cache; KV bytes are counted from the packed tensors).
-
-    Args:
-        model, input_ids: as in ``streaming_llm``.
-        bits: 8 or 4.
-        group_size: channels per scale/zero pair (must divide head_dim).
-    Returns:
-        ``(KVState, KVStats)`` with ``kept_tokens == tokens`` and ``bits`` set.
-    Example:
-        >>> from agentlab.modules import kv
-        >>> state, st = kv.quantize_kv(model, ids[:, :256], bits=4)
-        >>> round(st.compression_ratio, 2)   # float32 model, head_dim 64, group 32
-        6.4
-    """
-    state = prefill(model, input_ids)
-    total = 0
-    for layer in state.cache.layers:
-        for name in ("keys", "values"):
-            t = getattr(layer, name)
-            qt = quantize_tensor(t, bits, group_size)
-            total += qt.nbytes
-            setattr(layer, name, dequantize_tensor(qt, t.dtype))
-    t = state.position
-    return state, _stats(model, f"int{bits}", state, t, t, kv_bytes=total, bits=bits)
-
-
-def compress(model, input_ids: torch.Tensor, method: str, **kwargs):
-    """Dispatch by name: "streaming_llm", "h2o", "snapkv", "key_norm", "quantize" (kwargs go through).
+def method_names() -> list[str]:
+    """Every registered KV method: built-ins (``agentlab/modules/kv_methods/``) and installed plugins.
 
     Returns:
-        ``(KVState, KVStats)``.
+        A list of names for ``compress(..., method=name)``; each is also callable as ``kv.<name>(...)``.
     Example:
         >>> from agentlab.modules import kv
-        >>> state, st = kv.compress(model, ids[:, :256], "snapkv", budget=0.25)
+        >>> "snapkv" in kv.method_names()
+        True
     """
-    fns = {"streaming_llm": streaming_llm, "h2o": h2o, "snapkv": snapkv, "key_norm": key_norm,
-           "quantize": quantize_kv}
-    if method not in fns:
-        raise ValueError(f"unknown method {method!r}; one of {sorted(fns)}")
-    return fns[method](model, input_ids, **kwargs)
+    return kv_method_names()
+
+
+_ALIASES = {"quantize_kv": "quantize"}  # the name it had before it was a registered method
+
+
+def __getattr__(name: str):
+    """``kv.snapkv(model, ids, budget=0.25)``: every registered method is callable by name."""
+    target = _ALIASES.get(name, name)
+    if not name.startswith("_") and target in KV_METHODS:
+        return get_kv_method(target)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @torch.no_grad()

@@ -64,6 +64,70 @@ def _layer_sizes(model) -> list[int]:
     return [sum(lin.weight.numel() for _, lin in _linears(layer)) for layer in model.model.layers]
 
 
+def _sensitivities(model, scores: dict, dense: dict, cands: list[float], loss_ids: torch.Tensor,
+                   loss_dense: float) -> tuple[list[list[float]], int]:
+    """Loss increase with only layer l pruned at candidate c, as (sens[l][c], forwards used)."""
+    n = len(model.model.layers)
+    forwards = 0
+    sens = [[0.0] * len(cands) for _ in range(n)]
+    for li in range(n):
+        for ci, s in enumerate(cands):
+            alloc = [0.0] * n
+            alloc[li] = s
+            apply_layer_sparsity(model, scores, alloc, dense)
+            sens[li][ci] = calib_loss(model, loss_ids) - loss_dense
+            forwards += 1
+    return sens, forwards
+
+
+def _best_exchange(sens: list[list[float]], pick: list[int], n_cands: int) -> tuple[int, int] | None:
+    """The (up, down) layer pair whose one-step exchange lowers the summed sensitivity most, or None."""
+    n = len(pick)
+    best, move = 0.0, None
+    for a in range(n):
+        if pick[a] + 1 >= n_cands:
+            continue
+        up = sens[a][pick[a] + 1] - sens[a][pick[a]]
+        for b in range(n):
+            if b == a or pick[b] == 0:
+                continue
+            gain = up + sens[b][pick[b] - 1] - sens[b][pick[b]]
+            if gain < best - 1e-12:
+                best, move = gain, (a, b)
+    return move
+
+
+def _exchange_search(sens: list[list[float]], pick: list[int], n_cands: int) -> list[int]:
+    """Apply best exchanges to ``pick`` (in place) until none lowers the additive loss; return it."""
+    while True:
+        move = _best_exchange(sens, pick, n_cands)
+        if move is None:
+            break
+        pick[move[0]] += 1
+        pick[move[1]] -= 1
+    return pick
+
+
+def _refine(joint, pick: list[int], loss_pick: float, n_cands: int, refine_steps: int,
+            seed: int) -> tuple[list[int], float, int]:
+    """Random one-step moves kept if the joint loss drops: (pick, its loss, forwards used)."""
+    n = len(pick)
+    forwards = 0
+    rng = random.Random(seed)
+    for _ in range(refine_steps):
+        a, b = rng.sample(range(n), 2)
+        if pick[a] + 1 >= n_cands or pick[b] == 0:
+            continue
+        trial = list(pick)
+        trial[a] += 1
+        trial[b] -= 1
+        loss_trial = joint(trial)
+        forwards += 1
+        if loss_trial < loss_pick:
+            pick, loss_pick = trial, loss_trial
+    return pick, loss_pick, forwards
+
+
 @torch.no_grad()
 def global_sparsity_search(model, calib_ids: torch.Tensor, target: float = 0.5,
                            offsets=(-0.2, -0.1, 0.0, 0.1, 0.2), refine_steps: int = 4,
@@ -97,35 +161,12 @@ def global_sparsity_search(model, calib_ids: torch.Tensor, target: float = 0.5,
     dense = {lin: lin.weight.detach().clone() for lin in scores}
     cands = sorted({round(min(0.95, max(0.0, target + o)), 4) for o in offsets})
     loss_dense = calib_loss(model, loss_ids)
-    forwards = 1
-    sens = [[0.0] * len(cands) for _ in range(n)]
-    for li in range(n):
-        for ci, s in enumerate(cands):
-            alloc = [0.0] * n
-            alloc[li] = s
-            apply_layer_sparsity(model, scores, alloc, dense)
-            sens[li][ci] = calib_loss(model, loss_ids) - loss_dense
-            forwards += 1
+    sens, passes = _sensitivities(model, scores, dense, cands, loss_ids, loss_dense)
+    forwards = 1 + passes
     apply_layer_sparsity(model, scores, [0.0] * n, dense)
     # start uniform at the candidate nearest the target, then exchange steps (equal sizes keep the mean)
     start = min(range(len(cands)), key=lambda c: abs(cands[c] - target))
-    pick = [start] * n
-    while True:
-        best, move = 0.0, None
-        for a in range(n):
-            if pick[a] + 1 >= len(cands):
-                continue
-            up = sens[a][pick[a] + 1] - sens[a][pick[a]]
-            for b in range(n):
-                if b == a or pick[b] == 0:
-                    continue
-                gain = up + sens[b][pick[b] - 1] - sens[b][pick[b]]
-                if gain < best - 1e-12:
-                    best, move = gain, (a, b)
-        if move is None:
-            break
-        pick[move[0]] += 1
-        pick[move[1]] -= 1
+    pick = _exchange_search(sens, [start] * n, len(cands))
 
     def joint(p):
         apply_layer_sparsity(model, scores, [cands[c] for c in p], dense)
@@ -135,18 +176,8 @@ def global_sparsity_search(model, calib_ids: torch.Tensor, target: float = 0.5,
     loss_uniform = joint(uniform)
     loss_pick = joint(pick)
     forwards += 2
-    rng = random.Random(seed)
-    for _ in range(refine_steps):
-        a, b = rng.sample(range(n), 2)
-        if pick[a] + 1 >= len(cands) or pick[b] == 0:
-            continue
-        trial = list(pick)
-        trial[a] += 1
-        trial[b] -= 1
-        loss_trial = joint(trial)
-        forwards += 1
-        if loss_trial < loss_pick:
-            pick, loss_pick = trial, loss_trial
+    pick, loss_pick, tried = _refine(joint, pick, loss_pick, len(cands), refine_steps, seed)
+    forwards += tried
     if loss_uniform <= loss_pick:
         pick, loss_pick = uniform, loss_uniform
     alloc = [cands[c] for c in pick]

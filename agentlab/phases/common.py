@@ -1,8 +1,8 @@
 """What every phase node shares: the run context, the visit counter, and turning failures into stops.
 
-A phase that fails for a reason a person can fix (budget, endpoint down, bad model output, sandbox
-missing, LaTeX that would not compile) does not crash the run: it records a `stop` and goes to the
-checkpoint node, which parks the run at an interrupt. `agentlab resume` then retries the phase;
+A phase that fails with a `Resumable` error (agentlab.errors: budget, endpoint down, bad model output,
+sandbox missing, LaTeX that would not compile) does not crash the run: it records a `stop` and goes
+to the checkpoint node, which parks the run at an interrupt. `agentlab resume` then retries the phase;
 memoised LLM calls and finished sandbox jobs are reused, so nothing that succeeded is paid twice.
 """
 
@@ -14,8 +14,10 @@ from typing import Any, Callable
 
 from langgraph.types import Command
 
-from agentlab.config import PHASES, Settings
-from agentlab.llm import LLM, BudgetExceeded, LLMError
+from agentlab.config import Settings
+from agentlab.errors import Resumable
+from agentlab.llm import LLM
+from agentlab.phases import spec
 from agentlab.runs import RunDir
 from agentlab.state import ResearchState
 
@@ -30,27 +32,22 @@ class RunContext:
     progress: Callable[[str, str], None] = field(default=lambda phase, msg: None)
 
 
-class PhaseStop(RuntimeError):
+class PhaseStop(Resumable, RuntimeError):
     """A phase cannot go on; the message tells the person what to do. The run stays resumable."""
 
 
-def _stop_errors() -> tuple[type[BaseException], ...]:
-    from agentlab.literature.arxiv_source import LiteratureUnavailable
-    from agentlab.report import ReportFailed
-    from agentlab.sandbox.base import SandboxUnavailable
-
-    return (BudgetExceeded, LLMError, PhaseStop, LiteratureUnavailable, SandboxUnavailable, ReportFailed)
-
-
 def next_phase(phase: str) -> str:
-    i = PHASES.index(phase)
-    return PHASES[i + 1] if i + 1 < len(PHASES) else "__end__"
+    """The phase after `phase` in the table's order, or END."""
+    return spec.next_phase(phase)
 
 
 def run_phase(name: str, state: ResearchState, ctx: RunContext,
               body: Callable[[ResearchState, RunContext, int, list[str]], dict[str, Any]],
-              goto: str | Callable[[dict[str, Any]], str] = "checkpoint") -> Command:
-    """Run a phase body with its visit number and pending feedback; map failures to a stop."""
+              goto: str | Callable[[dict[str, Any]], str] = spec.CHECKPOINT) -> Command:
+    """Run a phase body with its visit number and pending feedback; map failures to a stop.
+
+    The body's update goes to `goto` (a node, or a function of the update); a failure goes to the
+    checkpoint. Either way the target must be one of the phase's exits in the table."""
     visits = dict(state.get("visits") or {})
     visit = visits.get(name, 0) + 1
     feedback = list((state.get("feedback") or {}).get(name, []))
@@ -58,18 +55,14 @@ def run_phase(name: str, state: ResearchState, ctx: RunContext,
     ctx.run.log(f"phase {name} started (visit {visit})")
     try:
         update = body(state, ctx, visit, feedback)
-    except _stop_errors() as exc:
-        kind = "budget" if isinstance(exc, BudgetExceeded) else "error"
+    except Resumable as exc:  # a failure a person can fix: budget, endpoint, sandbox, LaTeX, ...
         ctx.run.log(f"phase {name} stopped: {exc}")
         ctx.progress(name, f"stopped: {exc}")
-        return Command(goto="checkpoint", update={"stop": {"kind": kind, "phase": name, "message": str(exc),
-                                                           "error_type": type(exc).__name__}})
+        return _stop(name, exc, exc.stop_kind, str(exc))
     except Exception as exc:  # a bug or an unexpected failure: stop resumably, keep the traceback in the log
         ctx.run.log(f"phase {name} crashed:\n{traceback.format_exc()}")
         ctx.progress(name, f"stopped: {type(exc).__name__}: {exc}")
-        return Command(goto="checkpoint", update={"stop": {
-            "kind": "error", "phase": name, "error_type": type(exc).__name__,
-            "message": f"unexpected {type(exc).__name__}: {exc} (traceback in {ctx.run.log_path})"}})
+        return _stop(name, exc, "error", f"unexpected {type(exc).__name__}: {exc} (traceback in {ctx.run.log_path})")
     visits[name] = visit
     pending = dict(update.get("feedback", state.get("feedback") or {}))
     pending.pop(name, None)
@@ -77,7 +70,14 @@ def run_phase(name: str, state: ResearchState, ctx: RunContext,
     ctx.run.log(f"phase {name} done")
     ctx.progress(name, "done")
     target = goto(update) if callable(goto) else goto
+    assert target in spec.spec(name).exits, f"{name} may not go to {target}: see agentlab/phases/spec.py"
     return Command(goto=target, update=update)
+
+
+def _stop(name: str, exc: Exception, kind: str, message: str) -> Command:
+    """The stop record that parks the run at the checkpoint (one shape for every kind of stop)."""
+    return Command(goto=spec.CHECKPOINT, update={"stop": {
+        "kind": kind, "phase": name, "message": message, "error_type": type(exc).__name__}})
 
 
 def memo_prefix(name: str, visit: int) -> str:

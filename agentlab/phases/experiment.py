@@ -13,7 +13,7 @@ import re
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -193,5 +193,5 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     return {"attempts": attempts, "best_attempt": best, "results": best_results}
 
 
-def experiment(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def experiment(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["checkpoint"]]:
     return run_phase("experiment", state, runtime.context, _body)

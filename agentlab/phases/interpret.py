@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -28,5 +29,5 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     return {"interpretation": interp.model_dump(mode="json")}
 
 
-def interpret(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def interpret(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["checkpoint"]]:
     return run_phase("interpret", state, runtime.context, _body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -52,5 +54,5 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     return out
 
 
-def plan(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def plan(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["checkpoint"]]:
     return run_phase("plan", state, runtime.context, _body)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agentlab.phases.common import RunContext, memo_prefix, run_phase
-from agentlab.phases.report import report_context
+from agentlab.phases.write_report import report_context
 from agentlab.state import ResearchState
 
 
@@ -26,5 +28,5 @@ def _route(update: dict) -> str:
     return update.pop("_next")
 
 
-def review(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def review(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["write_report", "checkpoint"]]:
     return run_phase("review", state, runtime.context, _body, goto=_route)

@@ -118,23 +118,43 @@ def _scan(s: str, figures: frozenset[str], report) -> str:
 def _word(s: str, start: int, name: str, end: int, figures: frozenset[str], report) -> tuple[str, int]:
     """(what to emit, where to continue) for the control word `\\name` at s[start:end]."""
     if name in ("begin", "end"):
-        g = _GROUP.match(s, end)
-        if g and g.group(1) in allow.ENVIRONMENTS:
-            return s[start:g.end()], g.end()
-        if g:
-            report(f"removed environment \\{name}{{{g.group(1).strip()}}}")
-            return "", g.end()
-        report(f"removed forbidden command \\{name} (without a plain environment name)")
-        return "", end
+        return _environment(s, start, name, end, report)
     if name == "includegraphics":
-        g = _GRAPHICS.match(s, end)
-        if g and g.group(2) in figures:
-            return s[start:g.end()], g.end()
-        loose = _GRAPHICS_ANY.match(s, end)
-        shown = (g.group(2).strip() if g else "") or (loose.group(0).strip()[-60:] if loose else "")
-        have = ", ".join(sorted(figures)) or "none"
-        report(f"removed \\includegraphics{{{shown}}} (a section may show only the report's figures: {have})")
-        return "", (loose.end() if loose else end)
+        return _includegraphics(s, start, end, figures, report)
+    link = _link(s, name, end, report)
+    if link is not None:
+        return link
+    if name in allow.COMMANDS:
+        return s[start:end], end
+    return _removed(s, name, end, report)
+
+
+def _environment(s: str, start: int, name: str, end: int, report) -> tuple[str, int]:
+    """`\\begin`/`\\end`: kept only with a literal allowlisted environment name."""
+    g = _GROUP.match(s, end)
+    if g and g.group(1) in allow.ENVIRONMENTS:
+        return s[start:g.end()], g.end()
+    if g:
+        report(f"removed environment \\{name}{{{g.group(1).strip()}}}")
+        return "", g.end()
+    report(f"removed forbidden command \\{name} (without a plain environment name)")
+    return "", end
+
+
+def _includegraphics(s: str, start: int, end: int, figures: frozenset[str], report) -> tuple[str, int]:
+    """`\\includegraphics`: kept only when it names one of the host's figures."""
+    g = _GRAPHICS.match(s, end)
+    if g and g.group(2) in figures:
+        return s[start:g.end()], g.end()
+    loose = _GRAPHICS_ANY.match(s, end)
+    shown = (g.group(2).strip() if g else "") or (loose.group(0).strip()[-60:] if loose else "")
+    have = ", ".join(sorted(figures)) or "none"
+    report(f"removed \\includegraphics{{{shown}}} (a section may show only the report's figures: {have})")
+    return "", (loose.end() if loose else end)
+
+
+def _link(s: str, name: str, end: int, report) -> tuple[str, int] | None:
+    """`\\url{...}` as plain text, `\\href{target}` dropped (its text stays); None if neither applies."""
     if name == "url":
         g = _GROUP.match(s, end)
         if g:
@@ -145,8 +165,11 @@ def _word(s: str, start: int, name: str, end: int, figures: frozenset[str], repo
         if g:  # the link target goes; its text (the next group) stays and is checked as usual
             report("\\href shown as its text only (links are not allowed in a section)")
             return "", g.end()
-    if name in allow.COMMANDS:
-        return s[start:end], end
+    return None
+
+
+def _removed(s: str, name: str, end: int, report) -> tuple[str, int]:
+    """A control word not allowed: dropped with what it defines or the stream it names, and reported."""
     target = ""
     if name in allow.DEFINERS:
         d = _DEFINED.match(s, end)

@@ -64,12 +64,10 @@ def _text_numbers(text: str) -> list[float]:
     return [float(m.group(0).replace(",", "").replace("{}", "")) for m in _NUM.finditer(str(text))]
 
 
-def collect_sources(ctx: dict) -> list[Source]:
-    """Every number the prose may use, labelled with where it comes from."""
-    sources: list[Source] = []
+def _result_leaves(ctx: dict, attempts: list) -> list[tuple[str, float, str]]:
+    """(label, value, row) for every number of the best results file and of each attempt's metrics."""
     leaves: list[tuple[str, float, str]] = []
     best = ctx.get("best_attempt")
-    attempts = ctx.get("attempts") or []
     best_path = next((a.get("results_path") for a in attempts if a.get("n") == best), None)
     best_path = best_path or (f"experiments/attempt-{best}/results.json" if best else "results.json")
     _walk(ctx.get("results") or {}, "", leaves, "")
@@ -79,12 +77,12 @@ def collect_sources(ctx: dict) -> list[Source]:
         for name, v in (a.get("metrics") or {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 leaves.append((f"{path}:metrics.{name}", float(v), f"{path}:metrics"))
-    seen = set()
-    for label, v, _ in leaves:
-        if label not in seen:
-            seen.add(label)
-            sources.append(Source(v, label))
-    sources += _derived(leaves)
+    return leaves
+
+
+def _note_sources(ctx: dict) -> list[Source]:
+    """Every number written in a paper note's fields, labelled with the paper's key and the field."""
+    sources: list[Source] = []
     keys = {p.get("id"): p.get("bibkey") or p.get("id") for p in ctx.get("papers") or []}
     for note in ctx.get("notes") or []:
         key = keys.get(note.get("paper_id"), note.get("paper_id"))
@@ -93,6 +91,21 @@ def collect_sources(ctx: dict) -> list[Source]:
             for item in (val if isinstance(val, list) else [val]):
                 for num in _text_numbers(item):
                     sources.append(Source(num, f"note {key} ({field}): {str(item)[:80]}"))
+    return sources
+
+
+def collect_sources(ctx: dict) -> list[Source]:
+    """Every number the prose may use, labelled with where it comes from."""
+    sources: list[Source] = []
+    attempts = ctx.get("attempts") or []
+    leaves = _result_leaves(ctx, attempts)
+    seen = set()
+    for label, v, _ in leaves:
+        if label not in seen:
+            seen.add(label)
+            sources.append(Source(v, label))
+    sources += _derived(leaves)
+    sources += _note_sources(ctx)
     for p in ctx.get("papers") or []:
         if p.get("year"):
             sources.append(Source(float(p["year"]), f"year of {p.get('bibkey') or p.get('id')}", "year"))

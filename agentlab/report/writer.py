@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from agentlab.config import Settings
+from agentlab.errors import Resumable
 from agentlab.llm.client import LLM
 from agentlab.paths import templates_dir
 from agentlab.prompts import render_messages
@@ -21,7 +22,7 @@ from agentlab.report.trace import collect_sources, sources_for_prompt, trace_lat
 from agentlab.runs import RunDir
 
 
-class ReportFailed(RuntimeError):
+class ReportFailed(Resumable, RuntimeError):
     """The report could not be produced; the message says exactly why (the run stops, resumable)."""
 
 
@@ -62,6 +63,51 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
                             has_results="metrics" in data),
             ReportOutline, phase=PHASE, purpose="outline", memo_key=f"{prefix}/outline")
     problems: list[str] = []
+    tables, figures, labels, table_trace = _tables_and_figures(outline, data, out, problems)
+    figure_files = sorted(f"figures/{p.name}" for p in (out / "figures").iterdir() if p.is_file())
+
+    # 2. sections (a revision rewrites only the sections the reviews/feedback concern)
+    writer = Writer(ctx, llm, sources, numbers, keys, describe(data), labels, settings.report_fix_rounds, progress,
+                    figures=figure_files)
+    title = outline.title
+    if previous:
+        sections, rewritten = _revise_sections(ctx, llm, writer, title, previous, prefix)
+    else:
+        rewritten = set(SECTIONS)
+        sections = {name: writer.write(name, title) for name in SECTIONS}
+    title_tex = writer.enforce("title", unicode_to_tex(tex_escape(title)))
+    rewritten.add("title")
+    for name in SECTIONS:  # every section passes the allowlist, also one kept from an earlier revision
+        sections[name], removed_tex = sanitize(sections.get(name, ""), figure_files)
+        writer.problems += [f"{name}: {p}" for p in removed_tex if f"{name}: {p}" not in writer.problems]
+
+    # 3. LaTeX, compiled; errors go back to the writer a bounded number of times
+    (out / "references.bib").write_text(bib)
+    sections, isolation = _compile(out, settings, writer, title_tex, sections, tables, figures, rev, progress,
+                                   problems)
+    problems += writer.problems
+
+    # 4. traceability, state for the next revision, commit and tag
+    removed = _removed_rows(previous, rewritten, writer)
+    trace = _trace_all(removed, title_tex, sections, sources, table_trace)
+    (out / f"trace-rev-{rev}.json").write_text(json.dumps(trace, indent=2))
+    (out / "sections.json").write_text(json.dumps(
+        {"revision": rev, "outline": outline.model_dump(mode="json"), "sections": sections,
+         "removed": removed, "problems": problems}, indent=2))
+    sha = run.commit(["report"], f"report revision {rev}")
+    repo = run.repo()
+    repo.create_tag(f"report-rev-{rev}", ref=sha, force=True)
+    untraced = sum(1 for t in trace if t["status"] != "ok")
+    run.log(f"report revision {rev}: compiled, {len(trace)} numbers traced ({untraced} untraced), "
+            f"{len(problems)} problem(s), commit {sha[:8]}; LaTeX compiled with {isolation}")
+    progress(f"revision {rev} compiled ({len(problems)} problem(s))")
+    return {"revision": rev, "tex": "report/main.tex", "pdf": "report/main.pdf", "compiled": True,
+            "problems": problems, "trace": trace, "commit": sha, "latex_isolation": isolation}
+
+
+def _tables_and_figures(outline: ReportOutline, data: dict, out: Path,
+                        problems: list[str]) -> tuple[list, list, list, list[dict]]:
+    """Build the outline's tables and figures from data: (tables, figures, labels, table trace); failures go to problems."""
     table_trace: list[dict] = []
     tables, figures, labels = [], [], []
     for i, spec in enumerate(outline.tables, 1):
@@ -80,64 +126,45 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
             continue
         figures.append(tex)
         labels.append(f"fig:f{i}")
-    figure_files = sorted(f"figures/{p.name}" for p in (out / "figures").iterdir() if p.is_file())
+    return tables, figures, labels, table_trace
 
-    # 2. sections (a revision rewrites only the sections the reviews/feedback concern)
-    writer = Writer(ctx, llm, sources, numbers, keys, describe(data), labels, settings.report_fix_rounds, progress,
-                    figures=figure_files)
-    title = outline.title
-    if previous:
-        sections = dict(previous["sections"])
-        plan = llm.structured(
-            render_messages("report_revise_plan", title=title, sections=list(SECTIONS),
-                            reviews=ctx.get("prior_reviews") or [], feedback=ctx.get("feedback") or []),
-            RevisionPlan, phase=PHASE, purpose="revision plan", memo_key=f"{prefix}/revision_plan")
-        weak = [w for r in ctx.get("prior_reviews") or [] for w in r.get("weaknesses", [])]
-        rewritten = {s for s in SECTIONS if s in plan.sections}
-        for name in [s for s in SECTIONS if s in rewritten]:
-            sections[name] = writer.write(name, title, current=sections.get(name, ""),
-                                          instructions=plan.instructions.get(name, ""), reviews=weak)
-        if not plan.sections:
-            writer.problems.append("the revision plan chose no section to rewrite; the text is unchanged")
-        for name in [s for s in SECTIONS if s not in plan.sections and writer.issues(sections.get(s, ""))]:
-            sections[name] = writer.check_and_fix(name, sections[name])  # the data changed under it
-    else:
-        rewritten = set(SECTIONS)
-        sections = {name: writer.write(name, title) for name in SECTIONS}
-    title_tex = writer.enforce("title", unicode_to_tex(tex_escape(title)))
-    rewritten.add("title")
-    for name in SECTIONS:  # every section passes the allowlist, also one kept from an earlier revision
-        sections[name], removed_tex = sanitize(sections.get(name, ""), figure_files)
-        writer.problems += [f"{name}: {p}" for p in removed_tex if f"{name}: {p}" not in writer.problems]
 
-    # 3. LaTeX, compiled; errors go back to the writer a bounded number of times
-    (out / "references.bib").write_text(bib)
-    sections, isolation = _compile(out, settings, writer, title_tex, sections, tables, figures, rev, progress,
-                                   problems)
-    problems += writer.problems
+def _revise_sections(ctx: dict, llm: LLM, writer: Writer, title: str, previous: dict,
+                     prefix: str) -> tuple[dict, set]:
+    """A revision: rewrite the sections the plan chose, re-check the rest; (sections, names rewritten)."""
+    sections = dict(previous["sections"])
+    plan = llm.structured(
+        render_messages("report_revise_plan", title=title, sections=list(SECTIONS),
+                        reviews=ctx.get("prior_reviews") or [], feedback=ctx.get("feedback") or []),
+        RevisionPlan, phase=PHASE, purpose="revision plan", memo_key=f"{prefix}/revision_plan")
+    weak = [w for r in ctx.get("prior_reviews") or [] for w in r.get("weaknesses", [])]
+    rewritten = {s for s in SECTIONS if s in plan.sections}
+    for name in [s for s in SECTIONS if s in rewritten]:
+        sections[name] = writer.write(name, title, current=sections.get(name, ""),
+                                      instructions=plan.instructions.get(name, ""), reviews=weak)
+    if not plan.sections:
+        writer.problems.append("the revision plan chose no section to rewrite; the text is unchanged")
+    for name in [s for s in SECTIONS if s not in plan.sections and writer.issues(sections.get(s, ""))]:
+        sections[name] = writer.check_and_fix(name, sections[name])  # the data changed under it
+    return sections, rewritten
 
-    # 4. traceability, state for the next revision, commit and tag
+
+def _removed_rows(previous: dict | None, rewritten: set, writer: Writer) -> dict:
+    """Trace rows of numbers removed per section, kept from earlier revisions unless the section was rewritten."""
     removed = dict((previous or {}).get("removed", {}))
     removed.update({name: [] for name in rewritten})  # a rewritten section starts afresh
     for name, rows in writer.removed.items():
         removed[name] = removed.get(name, []) + rows
+    return removed
+
+
+def _trace_all(removed: dict, title_tex: str, sections: dict, sources: list, table_trace: list[dict]) -> list[dict]:
+    """The trace of every number: title, each section (removed ones first), then the tables."""
     trace = removed.get("title", []) + trace_latex(title_tex, sources, "title")
     for name in SECTIONS:
         trace += removed.get(name, []) + trace_latex(sections.get(name, ""), sources, name)
     trace += table_trace
-    (out / f"trace-rev-{rev}.json").write_text(json.dumps(trace, indent=2))
-    (out / "sections.json").write_text(json.dumps(
-        {"revision": rev, "outline": outline.model_dump(mode="json"), "sections": sections,
-         "removed": removed, "problems": problems}, indent=2))
-    sha = run.commit(["report"], f"report revision {rev}")
-    repo = run.repo()
-    repo.create_tag(f"report-rev-{rev}", ref=sha, force=True)
-    untraced = sum(1 for t in trace if t["status"] != "ok")
-    run.log(f"report revision {rev}: compiled, {len(trace)} numbers traced ({untraced} untraced), "
-            f"{len(problems)} problem(s), commit {sha[:8]}; LaTeX compiled with {isolation}")
-    progress(f"revision {rev} compiled ({len(problems)} problem(s))")
-    return {"revision": rev, "tex": "report/main.tex", "pdf": "report/main.pdf", "compiled": True,
-            "problems": problems, "trace": trace, "commit": sha, "latex_isolation": isolation}
+    return trace
 
 
 def _render(out: Path, settings: Settings, title: str, sections: dict, tables: list, figures: list,

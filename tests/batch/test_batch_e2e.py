@@ -9,8 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from agentlab.cli import app
-from tests.batch.helpers import (in_experiment, kill, meta, runs_by_workflow, slow_experiment, start_orchestrator,
-                                 wait_until, workflow)
+from tests.batch.helpers import (
+    in_experiment,
+    kill,
+    meta,
+    runs_by_workflow,
+    slow_experiment,
+    start_orchestrator,
+    wait_until,
+    workflow,
+)
 from tests.fakes.scripts import full_run
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,6 @@ from tests.literature.fixture_paths import QA, QASPER_DEV, need
 from tests.retrieval.scripted_coc import install
 
 
-
 @pytest.fixture
 def cli_env(tmp_path, monkeypatch, llm_server):
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTLAB_CONFIG", "AGENTLAB_MODEL"):

@@ -5,6 +5,16 @@ or, for endpoints in prompt mode, from the schema text in the prompt), else "tex
 string, a dict (sent as JSON text), a `Reply` (content + finish_reason / HTTP status / delay), or a
 callable(request_body) returning one of those. Each key's queue pops until one reply is left, which
 then repeats. Every request is recorded with the usage the server reported.
+
+Switchable endpoint behaviours (real servers' answers to structured-output requests):
+- `structured="native"` (default): honours `response_format` json_schema and json_object;
+- `structured="llama_cpp"`: json_schema -> HTTP 500 with llama-cpp-python's pydantic error text
+  ("Input should be 'text' or 'json_object'"); json_object works;
+- `structured="reject_400"` (same as `json_schema_supported=False`): json_schema -> HTTP 400 naming
+  `response_format` (OpenAI / vLLM style); json_object works;
+- `structured="ignore"`: `response_format` is silently ignored (the reply is keyed as if it was absent),
+  like a server that only does prompt-mode JSON.
+`api_key`: when set, a request without `Authorization: Bearer <api_key>` gets OpenAI's HTTP 401.
 """
 
 from __future__ import annotations
@@ -35,6 +45,11 @@ def count_tokens(text: str) -> int:
 
 _SCHEMA_MARK = "validate against this JSON schema:"
 
+#: what llama-cpp-python's server answers (HTTP 500) to `response_format: {"type": "json_schema"}`
+LLAMA_CPP_JSON_SCHEMA_ERROR = (
+    "1 validation error for ChatCompletionRequestResponseFormat\ntype\n  Input should be 'text' or "
+    "'json_object' [type=literal_error, input_value='json_schema', input_type=str]")
+
 
 def request_schema(body: dict) -> dict | None:
     """The JSON schema a request asks for: from `response_format`, or from the prompt (prompt mode)."""
@@ -55,6 +70,8 @@ def request_schema(body: dict) -> dict | None:
 class ScriptedLLM(LoopbackServer):
     models: tuple[str, ...] = ("scripted-model",)
     json_schema_supported: bool = True
+    structured: str = "native"  # native | llama_cpp | reject_400 | ignore (see the module docstring)
+    api_key: str = ""  # "" accepts any key
     script: dict[str, list[Any]] = field(default_factory=dict)
     requests: list[dict] = field(default_factory=list)
 
@@ -105,6 +122,13 @@ class ScriptedLLM(LoopbackServer):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
+                if owner.api_key and self.headers.get("Authorization", "") != f"Bearer {owner.api_key}":
+                    owner.requests.append({"key": "auth", "model": body.get("model", ""), "status": 401,
+                                           "messages": body.get("messages", []), "prompt_tokens": 0,
+                                           "completion_tokens": 0, "response_format": body.get("response_format")})
+                    self._send(401, {"error": {"message": "Incorrect API key provided.",
+                                               "type": "invalid_request_error", "code": "invalid_api_key"}})
+                    return
                 status, payload = owner._complete(body)
                 self._send(status, payload)
 
@@ -112,7 +136,7 @@ class ScriptedLLM(LoopbackServer):
 
     # -- the completion logic ----------------------------------------------------------------
     def key_of(self, body: dict) -> str:
-        rf = body.get("response_format") or {}
+        rf = {} if self.structured == "ignore" else (body.get("response_format") or {})
         if rf.get("type") == "json_schema":
             return rf["json_schema"]["name"]
         if not any(_SCHEMA_MARK in str(m.get("content") or "") for m in body.get("messages", [])):
@@ -139,10 +163,15 @@ class ScriptedLLM(LoopbackServer):
             rec["status"] = 404
             return 404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error",
                                    "code": "model_not_found"}}
-        if body.get("response_format", {}).get("type") == "json_schema" and not self.json_schema_supported:
+        wants_schema = (body.get("response_format") or {}).get("type") == "json_schema"
+        if wants_schema and (not self.json_schema_supported or self.structured == "reject_400"):
             rec["status"] = 400
             return 400, {"error": {"message": "response_format json_schema is not supported",
                                    "type": "invalid_request_error", "param": "response_format"}}
+        if wants_schema and self.structured == "llama_cpp":
+            rec["status"] = 500
+            return 500, {"error": {"message": LLAMA_CPP_JSON_SCHEMA_ERROR, "type": "internal_server_error",
+                                   "param": None, "code": None}}
         item = self._next(key, body)
         reply = item if isinstance(item, Reply) else Reply(content=item if isinstance(item, str) else json.dumps(item))
         if reply.delay:

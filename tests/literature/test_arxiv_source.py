@@ -9,7 +9,6 @@ from tests.fakes.arxiv_server import FakeArxiv
 from tests.literature.fixture_paths import HAVE_PDFS, PDFS
 
 
-
 def test_search_returns_paper_dicts(arxiv_server):
     client = ax.make_client(arxiv_server.url, 0)
     papers = ax.search(client, "testing", 12)

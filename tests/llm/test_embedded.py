@@ -193,6 +193,28 @@ def test_context_overflow_is_a_400(client):
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_llm_structured_through_the_embedded_backend(server):
+    """The embedded backend behind the seam: json_schema first time (no fallback), real usage in the ledger,
+    and a prompt beyond the context is a final error, not retried."""
+    from agentlab.config import Settings
+    from agentlab.endpoint import embedded_profile
+    from agentlab.llm import LLM, Ledger, LLMError
+
+    eff = embedded_profile(Settings(), server.base_url, server.api_key, server.model)
+    llm = LLM(eff, Ledger(None))
+    assert llm.backend.name == "embedded"
+    out = llm.structured(CAPITAL, Step, phase="plan", max_tokens=48)
+    assert isinstance(out, Step)
+    rows = llm.ledger.entries()
+    assert len(rows) == 1 and rows[0]["ok"] and rows[0]["model"] == MODEL_ID and rows[0]["prompt_tokens"] > 10
+    assert list(llm.ladder.known().values()) == ["json_schema"]
+    with pytest.raises(LLMError, match="too long.*embedded demonstration model has a small context"):
+        llm.text([{"role": "user", "content": "word " * 9000}], phase="plan", max_tokens=8)
+    assert len(llm.ledger.entries()) == 2
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_server_process_is_gone_after_exit(server):
     """Runs last among the model tests: it shuts the module's server down (stop() is idempotent)."""
     pid, port = server.pid, server.port

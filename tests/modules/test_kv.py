@@ -6,10 +6,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from agentlab.modules import kv, kv_latent, kv_quant, metrics  # noqa: E402
+from agentlab.modules.methods import KV_METHODS, get_kv_method, kv_method  # noqa: E402
 from agentlab.modules.models import kv_geometry  # noqa: E402
 
 EVICTIONS = [("streaming_llm", {"budget": 12, "sink": 4}), ("h2o", {"budget": 0.25}),
              ("snapkv", {"budget": 0.25, "window": 6}), ("key_norm", {"budget": 0.5})]
+#: every registered eviction method (a new file in kv_methods/ or an installed plugin is tested here unasked)
+SCORE_METHODS = [n for n in kv.method_names() if get_kv_method(n).kind == "score"]
 
 
 def test_dense_kv_bytes_formula_matches_the_real_cache(model, ids):
@@ -100,3 +103,45 @@ def test_latent_kv_full_rank_is_exact_and_low_rank_bytes_are_exact(model, ids):
     assert kv_latent.latent_kv_bytes(st, 100) == 100 * st.kv_bytes_per_token
     assert low.model.layers[0].self_attn.k_proj[0].out_features == 8
     assert math.isfinite(metrics.perplexity(low, ids))
+
+
+def test_builtin_methods_are_registered_from_their_files():
+    assert {"streaming_llm", "h2o", "snapkv", "key_norm", "quantize"} <= set(kv.method_names())
+    assert get_kv_method("snapkv").attention and not get_kv_method("key_norm").attention
+    assert get_kv_method("quantize").kind == "transform"
+    assert kv.snapkv is get_kv_method("snapkv") and kv.quantize_kv is get_kv_method("quantize")
+
+
+@pytest.mark.parametrize("method", SCORE_METHODS)
+def test_every_registered_eviction_method_keeps_its_budget_and_matches_the_masked_pass(model, ids, method):
+    ctx, tgt = ids[:, :48], ids[:, 48:]
+    state, st = kv.compress(model, ctx, method, budget=0.25)
+    assert st.method == method and st.kept_tokens == 12 and st.compression_ratio == pytest.approx(4.0)
+    assert all(idx.shape[-1] == 12 for idx in state.kept)
+    ref = kv.mask_reference_perplexity(model, ctx, tgt, state)
+    assert kv.score_continuation(model, state, tgt) == pytest.approx(ref, rel=1e-4)
+
+
+def test_a_method_is_one_decorated_score_function(model, ids):
+    @kv_method("test_oldest_first")
+    def oldest_first(ctx: kv.ScoreContext, keep_recent: int = 0):
+        s = -torch.arange(ctx.tokens, dtype=torch.float32)
+        return ctx.protect(s, last=keep_recent)
+
+    try:
+        assert "test_oldest_first" in kv.method_names() and not KV_METHODS.is_plugin("test_oldest_first")
+        state, st = kv.compress(model, ids[:, :40], "test_oldest_first", budget=10, keep_recent=2)
+        for idx in state.kept:
+            assert idx[0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 38, 39]
+        with pytest.raises(TypeError, match="test_oldest_first"):
+            kv.compress(model, ids[:, :40], "test_oldest_first", window=3)
+    finally:
+        KV_METHODS.unregister("test_oldest_first")
+    assert "test_oldest_first" not in kv.method_names()
+
+
+def test_unknown_methods_and_a_budget_for_a_transform_are_clear_errors(model, ids):
+    with pytest.raises(ValueError, match="unknown KV-cache method 'nope'.*snapkv"):
+        kv.compress(model, ids[:, :20], "nope")
+    with pytest.raises(TypeError, match="no budget"):
+        kv.compress(model, ids[:, :20], "quantize", budget=0.5, group_size=16)

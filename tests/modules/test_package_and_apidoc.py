@@ -35,3 +35,15 @@ def test_lazy_submodule_access():
 def test_the_doc_can_be_limited_to_some_modules():
     doc = apidoc.render_api_doc(("kv", "metrics"))
     assert "kv.snapkv(" in doc and "metrics.perplexity(" in doc and "prune.wanda_prune(" not in doc
+
+
+def test_every_module_is_documented_unless_it_opts_out_and_every_kv_method_is_listed():
+    import agentlab.modules as m
+    from agentlab.modules.methods import KV_METHODS
+
+    assert set(apidoc.DOCUMENTED_MODULES) == set(m.SUBMODULES) - {"apidoc", "benchmark", "methods", "kv_methods"}
+    doc = apidoc.render_api_doc(("kv",))
+    for name in KV_METHODS.names():
+        assert f"`kv.{name}(model, input_ids" in doc
+    assert "`kv.snapkv(model, input_ids, budget=0.25, window: int=32, kernel: int=7)`" in doc
+    assert "`kv.quantize(model, input_ids, bits: int=8, group_size: int=32)`" in doc

@@ -38,3 +38,20 @@ def test_given_bibtex_that_could_run_latex_is_rebuilt_from_metadata():
                              "url": "http://x.org/\\input{/etc/shadow}"}])
         assert "{/etc/shadow}" not in bib and "\\" not in bib and "csname" not in bib and "Safe title" in bib
     assert cited_keys(r"\citealt{a} \Citet{b} \citeyearpar{c}") == ["a", "b", "c"]
+
+
+def test_metadata_entry_marks_only_arxiv_ids_as_eprints():
+    """The one builder asks the one arXiv-id helper: local/other ids get no arXiv eprint; prefixed,
+    URL and old-style arXiv ids are normalised."""
+    papers = [{"id": "local:vaswani", "title": "Attention", "bibkey": "vaswani"},
+              {"id": "arxiv:2311.03658v2", "title": "Linear", "bibkey": "park"},
+              {"id": "https://arxiv.org/abs/astro-ph/0601001", "title": "Old", "bibkey": "old",
+               "primary_category": "astro-ph"},
+              {"id": "semantic_scholar:649def34", "title": "S2", "bibkey": "s2", "doi": "10.5555/1{\\x}"}]
+    bib, keys = build_bib(papers)
+    entries = bib.split("\n\n")
+    assert list(keys) == ["vaswani", "park", "old", "s2"]
+    assert "eprint" not in entries[0] and "arXiv" not in entries[0]
+    assert "eprint = {2311.03658v2}" in entries[1] and "archivePrefix = {arXiv}" in entries[1]
+    assert "eprint = {astro-ph/0601001}" in entries[2] and "primaryClass = {astro-ph}" in entries[2]
+    assert "doi = {10.5555/1x}" in entries[3] and "eprint" not in entries[3]

@@ -1,12 +1,23 @@
-"""review_report (ensemble + meta-review), a revision, and the pieces of `agentlab review RUN`."""
+"""review_report (ensemble + meta-review), a revision, and the review display of `agentlab review RUN`."""
 
 import json
 
 from rich.console import Console
 
-from agentlab.report import human, review_report, write_report
-from tests.report.scripted import (META, Writer, ledger_phases, load_ctx, make_llm, make_run, review, script,
-                                   sections, user_text)
+from agentlab.report import review_report, write_report
+from agentlab.report import review_view as view
+from tests.report.scripted import (
+    META,
+    Writer,
+    ledger_phases,
+    load_ctx,
+    make_llm,
+    make_run,
+    review,
+    script,
+    sections,
+    user_text,
+)
 
 REVISED = sections()["results"] + " Variance across seeds was not measured; we report a single run."
 
@@ -15,14 +26,14 @@ def _console() -> Console:
     return Console(record=True, width=220, force_terminal=False)
 
 
-def test_review_revision_diff_and_human_review_pieces(srv, tmp_path):
+def test_review_revision_diff_and_the_review_display(srv, tmp_path):
     script(srv, Writer(drafts={"results": [sections()["results"], REVISED]}))
     srv.on("Review", review(4), review(5), review(3, "Section results: no variance."), review(7), review(6), review(8))
     srv.on("MetaReview", META)
     srv.on("RevisionPlan", {"sections": ["results"], "instructions": {"results": "state that variance was not measured"}})
     llm, s = make_llm(srv, tmp_path, n_reviewers=3, accept_score=6)
     run = make_run(tmp_path)
-    assert human.pdf_path(run) is None and human.latex_diff(run) == ""
+    assert view.pdf_path(run) is None and view.latex_diff(run) == ""
 
     ctx = load_ctx()
     rep1 = write_report(ctx, s, llm, run, lambda m: None)
@@ -45,35 +56,35 @@ def test_review_revision_diff_and_human_review_pieces(srv, tmp_path):
     res2 = review_report(rep2, {**ctx2, "memo_prefix": "review/v2/rev2"}, s, llm, run, lambda m: None)
     assert res2["overall"] == 7.0 and res2["decision"] == "accept"
 
-    assert human.revisions(run) == [1, 2] and human.pdf_path(run) == run.repo_dir / "report" / "main.pdf"
+    assert view.revisions(run) == [1, 2] and view.pdf_path(run) == run.repo_dir / "report" / "main.pdf"
     con = _console()
-    diff = human.latex_diff(run, console=con)
+    diff = view.latex_diff(run, console=con)
     assert "+" in diff and "Variance across seeds was not measured" in diff
     assert "-Table~" in diff or any(l.startswith("-") and "tab:t1" in l for l in diff.splitlines())
     assert "Variance across seeds" in con.export_text()
-    assert human.latex_diff(run, 1, 1) == ""
+    assert view.latex_diff(run, 1, 1) == ""
 
     con = _console()
-    table = human.scores_table(run, con)
+    table = view.scores_table(run, con)
     out = con.export_text()
     assert table.row_count == 8 and "revise" in out and "accept" in out and "Meta-review" in out
 
     con = _console()
-    human.trace_table(run, con)
+    view.trace_table(run, con)
     out = con.export_text()
     assert "14.24" in out and "metrics.perplexity" in out and "0 untraced" in out
 
-    pages = human.render_pages_png(run, tmp_path / "png")
+    pages = view.render_pages_png(run, tmp_path / "png")
     assert pages and all(p.read_bytes()[:4] == b"\x89PNG" for p in pages)
     assert ledger_phases(tmp_path) == {"write_report", "review"}
 
 
-def test_human_pieces_on_a_run_without_a_report(tmp_path):
+def test_review_display_on_a_run_without_a_report(tmp_path):
     run = make_run(tmp_path)
     con = _console()
-    assert human.pdf_path(run) is None and human.revisions(run) == []
-    assert human.scores_table(run, con).row_count == 0 and human.trace_table(run, con).row_count == 0
-    assert human.render_pages_png(run, tmp_path / "png") == []
+    assert view.pdf_path(run) is None and view.revisions(run) == []
+    assert view.scores_table(run, con).row_count == 0 and view.trace_table(run, con).row_count == 0
+    assert view.render_pages_png(run, tmp_path / "png") == []
     assert "no reviews yet" in con.export_text()
 
 

@@ -39,35 +39,18 @@ def words(s: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", s.lower()) if w not in _STOP}
 
 
-def find(question: str, paras: list[tuple[int, str]]) -> tuple[str, list[int]]:
-    """Answer one simple question from paragraphs: (answer, ids of paragraphs used)."""
-    m = re.search(r"access code of the (\w+ \w+)", question)
-    if m:
-        for i, t in paras:
-            hit = re.search(rf"access code of the {m.group(1)} is (\d+)", t)
-            if hit:
-                return hit.group(1), [i]
-        return "", []
-    m = re.search(r"owner of the (\w+ \w+) live", question)
-    if m:  # two hops inside the given paragraphs
-        owner, ids = find(f"Who does the {m.group(1)} belong to?", paras)
-        city, ids2 = find(f"Where does {owner} live?", paras) if owner else ("", [])
-        return (city, ids + ids2) if city else ("", [])
-    m = re.search(r"does the (\w+ \w+) belong to", question)
-    if m:
-        for i, t in paras:
-            hit = re.search(rf"The {m.group(1)} belongs to (\w+ \w+)", t)
-            if hit:
-                return hit.group(1), [i]
-        return "", []
-    m = re.search(r"Where does (\w+ \w+) live", question)
-    if m:
-        for i, t in paras:
-            hit = re.search(rf"{m.group(1)} lives in ([^\W\d_]+)", t)
-            if hit:
-                return hit.group(1), [i]
-        return "", []
-    q = words(question)  # generic: the sentence sharing most words with the question
+def _first_match(pattern: str, paras: list[tuple[int, str]]) -> tuple[str, list[int]]:
+    """The first group of `pattern` in the first paragraph it matches: (answer, [that paragraph's id])."""
+    for i, t in paras:
+        hit = re.search(pattern, t)
+        if hit:
+            return hit.group(1), [i]
+    return "", []
+
+
+def _best_overlap(question: str, paras: list[tuple[int, str]]) -> tuple[str, list[int]]:
+    """The sentence sharing most words with the question, if it shares at least half of them."""
+    q = words(question)
     best = (0, "", -1)
     for i, t in paras:
         for sent in re.split(r"(?<=[.!?])\s+", t):
@@ -75,6 +58,25 @@ def find(question: str, paras: list[tuple[int, str]]) -> tuple[str, list[int]]:
             if score > best[0]:
                 best = (score, sent, i)
     return (best[1], [best[2]]) if best[0] >= max(1, len(q) // 2) else ("", [])
+
+
+def find(question: str, paras: list[tuple[int, str]]) -> tuple[str, list[int]]:
+    """Answer one simple question from paragraphs: (answer, ids of paragraphs used)."""
+    m = re.search(r"access code of the (\w+ \w+)", question)
+    if m:
+        return _first_match(rf"access code of the {m.group(1)} is (\d+)", paras)
+    m = re.search(r"owner of the (\w+ \w+) live", question)
+    if m:  # two hops inside the given paragraphs
+        owner, ids = find(f"Who does the {m.group(1)} belong to?", paras)
+        city, ids2 = find(f"Where does {owner} live?", paras) if owner else ("", [])
+        return (city, ids + ids2) if city else ("", [])
+    m = re.search(r"does the (\w+ \w+) belong to", question)
+    if m:
+        return _first_match(rf"The {m.group(1)} belongs to (\w+ \w+)", paras)
+    m = re.search(r"Where does (\w+ \w+) live", question)
+    if m:
+        return _first_match(rf"{m.group(1)} lives in ([^\W\d_]+)", paras)
+    return _best_overlap(question, paras)  # generic: the sentence sharing most words with the question
 
 
 def clarify(body: dict) -> dict:

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from agentlab.sandbox import Job, JobResult, Limits
-from agentlab.sandbox.base import _REGISTRY
+from agentlab.sandbox.base import SANDBOX_BACKENDS
 
-ISOLATED = ["bwrap", "docker"]
+#: every registered backend that isolates its jobs (built-ins and installed plugins, so a third-party sandbox
+#: gets the whole escape suite), except "ray": it delegates to a worker-side backend, and the suites that
+#: want it add it with its cluster fixture
+ISOLATED = [name for name, cls in SANDBOX_BACKENDS.items() if cls.isolated and name != "ray"]
 
 
 def make_backend(request, name: str):
@@ -22,7 +25,7 @@ def make_backend(request, name: str):
         mp = request.getfixturevalue("monkeypatch")
         mp.setenv("AGENTLAB_RAY_ADDRESS", addr)
         mp.setenv("AGENTLAB_RAY_SANDBOX", "bwrap")
-    cls = _REGISTRY[name]()
+    cls = SANDBOX_BACKENDS.get(name)
     ok, why = cls.check()
     if not ok:
         pytest.skip(f"{name} unavailable here: {why}")

@@ -19,7 +19,6 @@ import pytest
 from tests.fakes.procs import _stop_group, _wait_port, free_port
 
 
-
 def _pg_bin() -> Path | None:
     for cand in [os.environ.get("AGENTLAB_PG_BIN", "")] + sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
         if cand and (Path(cand) / "postgres").exists() and (Path(cand) / "initdb").exists():

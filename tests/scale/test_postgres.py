@@ -11,7 +11,7 @@ from typing import Annotated, TypedDict
 import pytest
 
 from agentlab.batch.lease import PgLeases, open_leases
-from agentlab.graph import open_checkpointer
+from agentlab.graph import open_saver
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +34,10 @@ def _graph(saver):
 
 def test_checkpoints_survive_the_process_that_wrote_them(postgres_url, tmp_path):
     cfg = {"configurable": {"thread_id": "run-x"}}
-    with open_checkpointer(tmp_path / "unused.sqlite", postgres_url) as saver:
+    with open_saver(tmp_path / "unused.sqlite", postgres_url) as saver:
         _graph(saver).invoke({"steps": []}, cfg)
     assert not (tmp_path / "unused.sqlite").exists()
-    with open_checkpointer(tmp_path / "unused.sqlite", postgres_url) as saver:  # a new connection: "another machine"
+    with open_saver(tmp_path / "unused.sqlite", postgres_url) as saver:  # a new connection: "another machine"
         g = _graph(saver)
         snap = g.get_state(cfg)
         assert snap.values == {"steps": ["a"]} and snap.next == ("b",)
@@ -75,8 +75,16 @@ def test_pg_leases_one_owner_and_takeover_after_expiry(postgres_url, tmp_path):
 
 def test_killed_orchestrator_s_runs_are_taken_over_by_another(postgres_url, agent_env, llm_server, tmp_path,
                                                               monkeypatch):
-    from tests.batch.helpers import (in_experiment, kill, meta, runs_by_workflow, slow_experiment,
-                                     start_orchestrator, wait_until, workflow)
+    from tests.batch.helpers import (
+        in_experiment,
+        kill,
+        meta,
+        runs_by_workflow,
+        slow_experiment,
+        start_orchestrator,
+        wait_until,
+        workflow,
+    )
     from tests.fakes.scripts import full_run
 
     monkeypatch.setenv("AGENTLAB_CHECKPOINTER_URL", postgres_url)

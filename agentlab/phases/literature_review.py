@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -20,5 +22,5 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
             "literature_failures": out.get("failures", [])}
 
 
-def literature_review(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def literature_review(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["checkpoint"]]:
     return run_phase("literature_review", state, runtime.context, _body)

@@ -1,8 +1,12 @@
-"""Human checkpoints: what the person is asked, and how an answer becomes the graph's next step.
+"""The checkpoint: the human stop after every phase, and how an answer becomes the graph's next step.
 
-The `checkpoint` node runs after every phase. It interrupts when the settings say this phase stops
-for a human, or when the phase stopped on a problem (budget, endpoint, bad output). Answers are
-plain dicts so they travel through `Command(resume=...)` and the CLI alike:
+("Checkpoint" here always means this stop; the persistence of state after every step is the
+*saver*, see agentlab.graph. Vocabulary: agentlab/phases/spec.py.)
+
+The `checkpoint` node runs after every phase. It interrupts when the settings stop after this phase
+(its stop label is in `checkpoints`), or when the phase stopped on a problem (budget, endpoint, bad
+output). What it shows, which answers it takes and where they lead come from the phase table.
+Answers are plain dicts so they travel through `Command(resume=...)` and the CLI alike:
 
   {"action": "approve"}
   {"action": "feedback", "text": "..."}              go on; the next phase must take the text into account
@@ -15,31 +19,38 @@ plain dicts so they travel through `Command(resume=...)` and the CLI alike:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from agentlab.config import CHECKPOINTS, PHASES
-from agentlab.phases.common import RunContext, next_phase
+from agentlab.phases import spec
+from agentlab.phases.common import RunContext
 from agentlab.schemas import Plan
-from agentlab.state import ResearchState
+from agentlab.state import Decision, ResearchState
 
-ALIASES = {"literature": "literature_review", "report": "write_report", "experiments": "experiment",
-           "interpretation": "interpret"}
 ACTIONS = ("approve", "feedback", "edit", "back", "retry", "reject")
+#: where the checkpoint may go: any phase, itself (an answer was refused), or the end (tested against the table)
+CheckpointExit = Literal["literature_review", "plan", "experiment", "interpret", "write_report", "review",
+                         "checkpoint", "__end__"]
 
 
 class BadDecision(ValueError):
     pass
 
 
+def exits() -> tuple[str, ...]:
+    """Every node the checkpoint may go to, from the table."""
+    return (*spec.phase_names(), spec.CHECKPOINT, spec.END)
+
+
 def phase_name(text: str) -> str:
-    name = ALIASES.get(text, text)
-    if name not in PHASES:
-        raise BadDecision(f"unknown phase {text!r}: use one of {', '.join(list(CHECKPOINTS) + list(PHASES))}")
-    return name
+    """The phase a `back` answer names (a phase name or one of its back aliases)."""
+    try:
+        return spec.resolve_back(text)
+    except spec.UnknownName as exc:
+        raise BadDecision(str(exc)) from None
 
 
 def validate_decision(decision: Any, payload: dict) -> dict:
@@ -47,16 +58,17 @@ def validate_decision(decision: Any, payload: dict) -> dict:
     if not isinstance(decision, dict) or decision.get("action") not in ACTIONS:
         raise BadDecision(f"an answer must be one of {', '.join(ACTIONS)}")
     a = decision["action"]
+    names = spec.phase_names()
     if a == "feedback" and not str(decision.get("text", "")).strip():
         raise BadDecision("feedback needs some text")
     if a == "back":
         target = phase_name(str(decision.get("phase", "")))
         done = payload.get("phase")
-        if done in PHASES and PHASES.index(target) > PHASES.index(done):
+        if done in names and names.index(target) > names.index(done):
             raise BadDecision(f"cannot go back to {target}: it comes after {done}")
         decision = {**decision, "phase": target}
     if a == "edit":
-        if payload.get("phase") != "plan":
+        if "edit" not in _answers(payload.get("phase")):
             raise BadDecision("edit applies to the plan, at the plan checkpoint")
         try:
             decision = {**decision, "plan": Plan.model_validate(decision.get("plan")).model_dump(mode="json")}
@@ -67,7 +79,12 @@ def validate_decision(decision: Any, payload: dict) -> dict:
     return decision
 
 
+def _answers(phase: Any) -> tuple[str, ...]:
+    return spec.spec(phase).answers if phase in spec.phase_names() else ()
+
+
 def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
+    """What the person is shown (the interrupt's value), or None when this checkpoint does not stop."""
     stop = state.get("stop")
     if stop:
         return {"kind": stop["kind"], "phase": stop["phase"], "message": stop["message"],
@@ -75,32 +92,16 @@ def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
     phase = state.get("phase", "")
     if not ctx.settings.stops_after(phase):
         return None
-    options = ["approve", "feedback <text>", "back <phase>"] + (["edit"] if phase == "plan" else [])
-    if phase == "review":
-        options.append("reject")
+    options = ["approve", "feedback <text>", "back <phase>", *_answers(phase)]
     return {"kind": "checkpoint", "phase": phase, "summary": summary(state, phase), "options": options}
 
 
 def summary(state: ResearchState, phase: str) -> dict:
-    if phase == "literature_review":
-        return {"papers": [f"[{p['id']}] {p['title']}" for p in state.get("papers") or []],
-                "failures": state.get("literature_failures") or []}
-    if phase == "plan":
-        return {"plan": state.get("plan")}
-    if phase == "experiment":
-        return {"attempts": [{k: a.get(k) for k in ("n", "status", "reason", "metrics")} for a in state.get("attempts") or []],
-                "best_attempt": state.get("best_attempt")}
-    if phase == "interpret":
-        return {"interpretation": state.get("interpretation")}
-    if phase == "review":
-        rep = state.get("report") or {}
-        last = (state.get("reviews") or [{}])[-1]
-        return {"pdf": rep.get("pdf"), "revision": state.get("revision"), "overall": last.get("overall"),
-                "decision": last.get("decision")}
-    return {}
+    """The table's summary of what `phase` produced."""
+    return spec.spec(phase).summary(state) if phase in spec.phase_names() else {}
 
 
-def checkpoint(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def checkpoint(state: ResearchState, runtime: Runtime[RunContext]) -> Command[CheckpointExit]:
     ctx = runtime.context
     payload = checkpoint_payload(state, ctx)
     stopped = bool(state.get("stop"))
@@ -112,15 +113,16 @@ def checkpoint(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
             decision = validate_decision(decision, payload)
         except BadDecision as exc:  # refuse it and ask again, losing nothing
             ctx.run.log(f"checkpoint answer refused: {exc}")
-            return Command(goto="checkpoint", update={"human": _log(state, {"refused": str(exc), **decision})})
+            return Command(goto=spec.CHECKPOINT, update={"human": _log(state, {"refused": str(exc), **decision})})
     return apply_decision(state, decision, stopped)
 
 
-def _log(state: ResearchState, entry: dict) -> list[dict]:
+def _log(state: ResearchState, entry: dict) -> list[Decision]:
     return list(state.get("human") or []) + [{**entry, "ts": time.time()}]
 
 
-def apply_decision(state: ResearchState, decision: dict, stopped: bool) -> Command:
+def apply_decision(state: ResearchState, decision: dict, stopped: bool) -> Command[CheckpointExit]:
+    """Where a (validated) answer leads, and what it changes in the state."""
     a = decision["action"]
     phase = state["stop"]["phase"] if stopped else state.get("phase", "")
     update: dict[str, Any] = {"human": _log(state, {"at": phase, **decision})}
@@ -132,21 +134,22 @@ def apply_decision(state: ResearchState, decision: dict, stopped: bool) -> Comma
     if a == "reject":
         update["done"] = True
         update["rejected"] = True
-        return Command(goto="__end__", update=update)
+        return Command(goto=spec.END, update=update)
     if a == "back":
         target = decision["phase"]
         if decision.get("text"):
             feedback[target] = feedback.get(target, []) + [decision["text"]]
         update["feedback"] = feedback
         return Command(goto=target, update=update)
-    nxt = phase if stopped else next_phase(phase)
-    if phase == "review" and nxt == "__end__":
-        if a == "feedback":  # feedback on the final report means: revise it
-            feedback["write_report"] = feedback.get("write_report", []) + [decision["text"]]
+    nxt = phase if stopped else spec.next_phase(phase)
+    if nxt == spec.END:
+        revise = spec.spec(phase).revise
+        if a == "feedback" and revise:  # feedback on the last phase's output means: redo `revise` with it
+            feedback[revise] = feedback.get(revise, []) + [decision["text"]]
             update["feedback"] = feedback
-            return Command(goto="write_report", update=update)
+            return Command(goto=revise, update=update)
         update["done"] = True
-        return Command(goto="__end__", update=update)
+        return Command(goto=spec.END, update=update)
     if a == "feedback":
         feedback[nxt] = feedback.get(nxt, []) + [decision["text"]]
         update["feedback"] = feedback

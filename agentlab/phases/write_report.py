@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -29,5 +31,5 @@ def _body(state: ResearchState, ctx: RunContext, visit: int, feedback: list[str]
     return {"report": report, "revision": revision}
 
 
-def write_report(state: ResearchState, runtime: Runtime[RunContext]) -> Command:
+def write_report(state: ResearchState, runtime: Runtime[RunContext]) -> Command[Literal["review", "checkpoint"]]:
     return run_phase("write_report", state, runtime.context, _body, goto="review")

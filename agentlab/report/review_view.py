@@ -1,4 +1,7 @@
-"""The pieces of `agentlab review RUN`, read from the run directory alone (no graph needed).
+"""The review display: what `agentlab review RUN` shows a person, read from the run directory alone.
+
+PDF path, reviewer scores per revision, the LaTeX diff between revisions, number traceability and
+page images; no graph, no LLM.
 
 Each function takes a RunDir; the ones that show something also print it when given a rich Console,
 and return the data (or the rich renderable) so callers and tests can use it.
@@ -91,6 +94,7 @@ def latex_diff(run: RunDir, rev_a: int | None = None, rev_b: int | None = None,
 
 
 def load_trace(run: RunDir, rev: int | None = None) -> list[dict]:
+    """The traceability rows of one revision (default: the latest), [] if none was written."""
     d = report_dir(run)
     files = sorted(d.glob("trace-rev-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     if rev is not None:
