@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentlab.sandbox import seccomp
+from agentlab.sandbox.bwrap import python_paths
 from agentlab.sandbox.seccomp import BLOCKED, CLONE_NS_FLAGS, SYSCALLS, bpf_program, docker_profile
 
 SIGCHLD = 17
@@ -156,6 +157,9 @@ DETERMINISTIC = (
 
 def _bwrap(spec: dict, seccomp_fd: int | None) -> subprocess.CompletedProcess:
     argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for p in python_paths():  # a venv or checkout under /tmp (CI clones there) must stay visible
+        if p == "/tmp" or p.startswith("/tmp/"):
+            argv += ["--ro-bind", p, p]
     argv += ["--unshare-all", "--unshare-user", "--die-with-parent"]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
