@@ -14,7 +14,7 @@ Everything else is allowed.
   on x86_64 the x32 ABI (nr >= 0x40000000) gets EPERM.
 
 `bpf_program()` builds the classic-BPF filter with `struct` (no libseccomp) for `bwrap --seccomp FD`
-(`filter_fd()`); `docker_profile()` is the same policy as a Docker/OCI seccomp profile.
+(`filter_fd()`); in docker the sandbox supervisor installs the same program on top of Docker's default profile.
 """
 
 from __future__ import annotations
@@ -173,31 +173,6 @@ def filter_fd() -> int:
         os.close(fd)
         raise
     return fd
-
-
-def docker_profile() -> dict:
-    """The same policy as a Docker/OCI seccomp profile: `security_opt=["seccomp=" + json.dumps(profile)]`.
-
-    Note that it replaces Docker's default profile (an allowlist); the container's `cap_drop=["ALL"]` and
-    no-new-privileges still apply. Names unknown on an arch are ignored by Docker/libseccomp.
-    """
-    rules: list[dict] = [
-        {"names": list(names), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM, "comment": f"agentlab: {fam}"}
-        for fam, names in BLOCKED.items()
-    ]
-    rules.append({"names": list(ENOSYS_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
-                  "comment": "agentlab: flags unreadable by seccomp; libc falls back to clone"})  # fmt: skip
-    for flag in CLONE_NS_FLAGS:  # rules are OR'ed, args within one rule AND'ed: one rule per flag
-        rules.append({
-            "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM,
-            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-            "comment": f"agentlab: clone with namespace flag {flag:#010x}",
-        })  # fmt: skip
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-        "syscalls": rules,
-    }
 
 
 def describe(arch: str | None = None) -> str:
