@@ -75,10 +75,16 @@ class Settings:
     plan_grounded_question: bool = True  # the plan asks the papers (CoC) what bears on the idea
     # experiment
     sandbox: str = "auto"
-    max_attempts: int = 3
+    max_attempts: int | None = None  # nodes of the implement stage (older name; stage_budgets wins)
     api_doc_mode: str = "full"  # full | compact: how much of the toolkit's API the experiment prompt carries
-    experiment_minutes: float | None = None  # wall-time budget of one experiment phase visit
-    best_of: int = 1  # successful candidates to collect before ranking them by the primary metric
+    experiment_minutes: float | None = None  # wall-time budget of one experiment stage (stage_budgets wins)
+    stage_budgets: dict[str, dict] = field(default_factory=dict)  # stage -> {nodes, minutes, tokens}
+    drafts: int = 2  # implement stage: first drafts of method.py before debugging / improving
+    seeds: int = 3  # seeds stage: seeds of the final runs (at least 3 gives a confidence interval)
+    experiment_model: str = "smollm2"  # the harness model: smollm2 (embedded weights) | tiny-llama (tests)
+    harness_items: int = 4  # evaluation items per seed (windows / prompts of the split)
+    proposal: str = "auto"  # implement stage: code (method.py from the LLM) | spec (a registered method's
+    #                         settings; for weak models) | auto (spec on the embedded model, else code)
     attempt_timeout: float = 600.0
     attempt_memory_mb: int = 8192
     attempt_gpus: int = 0  # GPUs handed to each attempt (docker/ray; bwrap sees the host's devices only if > 0)
@@ -108,9 +114,11 @@ class Settings:
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.public_dict(), indent=2, sort_keys=True))
 
-    def stops_after(self, phase: str) -> bool:
-        """Whether the checkpoint after `phase` asks the person (labels resolved by the phase table)."""
-        return any(_spec.stop_phase(c) == phase for c in self.checkpoints)
+    def stops_after(self, phase: str, stage: str | None = None) -> bool:
+        """Whether the checkpoint after `phase` asks the person (labels resolved by the phase table). With
+        `stage`, after that stage of the phase (its label `<phase stop>.<stage>`); the phase's own label stops
+        after its last stage only (the caller passes stage=None then)."""
+        return any(_spec.stop_phase(c) == phase and _spec.stop_stage(c) == stage for c in self.checkpoints)
 
 
 def parse_checkpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -144,6 +152,7 @@ _ENV = {
     "AGENTLAB_PAPERS_DIR": "papers_dir",
     "AGENTLAB_LLM_BACKEND": "llm_backend",
     "AGENTLAB_PAPER_SOURCES": "paper_sources",
+    "AGENTLAB_EXPERIMENT_MODEL": "experiment_model",
 }
 
 
@@ -163,6 +172,11 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if t.startswith("int"):
             return int(value)
+        if t.startswith("dict") and isinstance(value, str):
+            value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
         if t.startswith("tuple") and isinstance(value, (str, list)):
             items = value.split(",") if isinstance(value, str) else value
             return tuple(str(x).strip() for x in items if str(x).strip())
@@ -187,9 +201,29 @@ def _check_names(s: Settings) -> None:
                               f"choose from: {', '.join(PAPER_SOURCES.names())}")
 
 
+def _check_experiment(s: Settings) -> None:
+    from agentlab.experiment.stages import check_budgets
+
+    try:
+        check_budgets(s.stage_budgets)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if s.proposal not in ("auto", "code", "spec"):
+        raise ConfigError(f"proposal must be auto, code or spec (got {s.proposal!r})")
+    if s.experiment_model not in ("smollm2", "tiny-llama"):
+        raise ConfigError(f"experiment_model must be smollm2 or tiny-llama (got {s.experiment_model!r})")
+    for name, lo, hi in (("drafts", 1, 10), ("seeds", 1, 10), ("harness_items", 1, 64)):
+        v = getattr(s, name)
+        if not lo <= v <= hi:
+            raise ConfigError(f"{name} must be from {lo} to {hi} (got {v})")
+    if s.max_attempts is not None and not 1 <= s.max_attempts <= 50:
+        raise ConfigError(f"--max-attempts must be from 1 to 50 (got {s.max_attempts})")
+
+
 def _validate(s: Settings) -> Settings:
     if s.on_checkpoint not in ("approve", "park"):
         raise ConfigError("--on-checkpoint must be approve or park")
+    _check_experiment(s)
     if s.structured_mode not in ("auto", "json_schema", "json_object", "prompt"):
         raise ConfigError("structured_mode must be auto, json_schema, json_object or prompt")
     _check_names(s)

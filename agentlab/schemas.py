@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 
 class SearchQueries(BaseModel):
@@ -31,6 +32,8 @@ class Plan(BaseModel):
     method: str
     metrics: list[Metric] = Field(min_length=1)
     baselines: list[str] = Field(default_factory=list)
+    ablations: list[str] = Field(default_factory=list, max_length=6,
+                                 description="parts of the method to switch off or change, one per ablation")
     experiment_outline: str = ""
     risks: str = ""
 
@@ -56,6 +59,9 @@ class Interpretation(BaseModel):
     verdict: Literal["supported", "refuted", "inconclusive"]
     key_findings: list[str] = Field(default_factory=list)
     caveats: list[str] = Field(default_factory=list)
+    # set by code after the model answers (agentlab.experiment.analysis.verdict_allowed); not asked of the model
+    claimed_verdict: SkipJsonSchema[str | None] = None
+    verdict_caveat: SkipJsonSchema[str | None] = None
 
 
 class Review(BaseModel):

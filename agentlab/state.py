@@ -77,6 +77,59 @@ class Attempt(TypedDict, total=False):
     commit: str
 
 
+class Node(TypedDict, total=False):
+    """One node of an experiment stage (agentlab.experiment.engine): a directory, a commit, a sandbox job."""
+
+    id: str  # "<stage>-<k>"
+    stage: str
+    kind: str  # spec | draft | debug | improve | sweep | ablation | seeds
+    parent: str | None
+    status: Literal["ok", "failed"]
+    reason: str
+    dir: str  # repo-relative: experiments/p<pass>/<id>
+    results_path: str | None
+    job_id: str
+    commit: str
+    score: float | None  # primary metric relative to the best baseline in the same results file
+    primary: dict[str, Any]  # {"cell", "mean"} of the method the node is about
+    wall_seconds: float
+    tokens: int
+    error_tail: str
+    files: list[str]
+    code: dict[str, str]  # the node's files (implement stage), what a child node edits
+    not_collected: list[str]  # what the sandbox refused to bring back, and why
+    label: str  # ablations: the ablation's name
+
+
+class StageRecord(TypedDict, total=False):
+    name: str
+    status: Literal["ok", "failed", "skipped"]
+    reason: str
+    nodes: list[Node]
+    best: str | None
+    results_path: str | None
+    used: dict[str, float]
+    tries: int
+
+
+class ExperimentRecord(TypedDict, total=False):
+    """The experiment phase's staged search (docs/experiments.md)."""
+
+    pass_n: int  # the pass: 1, then +1 each time the experiment starts again (back, a new plan)
+    family: str
+    primary: str
+    direction: Literal["lower", "higher"]
+    knob: str
+    knob_value: Any
+    baselines: list[str]
+    proposal: dict[str, Any]  # spec proposals: {"method", "params"}
+    stage: str | None  # the last stage finished
+    done: bool
+    feedback: list[str]
+    stages: dict[str, StageRecord]
+    best: dict[str, Any]
+
+
 class Report(TypedDict, total=False):
     """The current report revision (agentlab.report.writer); paths are relative to the run's repo."""
 
@@ -134,9 +187,11 @@ class ResearchState(TypedDict, total=False):
     notes: list[Note]
     literature_failures: list[LiteratureFailure]
     plan: dict[str, Any]  # schemas.Plan dump (+ "evidence")
-    attempts: list[Attempt]
+    attempts: list[Attempt]  # runs saved by versions before the staged experiment
     best_attempt: int | None
-    results: dict[str, Any]  # the best attempt's results.json
+    experiment: ExperimentRecord
+    results: dict[str, Any]  # the seeds stage's results.json (harness format)
+    analysis: dict[str, Any]  # comparisons computed from it (agentlab.experiment.analysis)
     interpretation: dict[str, Any]  # schemas.Interpretation dump
     report: Report
     revision: int

@@ -62,6 +62,7 @@ def agent_env(tmp_path, monkeypatch, llm_server, arxiv_server):
         "AGENTLAB_RUNS_DIR": str(tmp_path / "runs"),
         "AGENTLAB_BACKOFF_BASE": "0.01",
         "AGENTLAB_CACHE_DIR": str(tmp_path / "cache"),
+        "AGENTLAB_EXPERIMENT_MODEL": "tiny-llama",  # the harness on a random tiny Llama: seconds per node
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

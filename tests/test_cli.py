@@ -11,8 +11,20 @@ import typer
 
 from agentlab.cli import COMMANDS, app
 from agentlab.cli import docs as cli_docs
-from tests.fakes.scripts import full_run
+from tests.fakes.scripts import PLAN, full_run
 from tests.spine_helpers import ROOT, cli, only_run, status
+
+# the smallest staged experiment (one draft, one seed, one item, no ablations): these tests are about the CLI
+LEAN = '[agentlab]\ndrafts = 1\nseeds = 1\nharness_items = 1\n\n[agentlab.stage_budgets.implement]\nnodes = 1\n'
+
+
+@pytest.fixture
+def lean_env(agent_env, llm_server, tmp_path, monkeypatch):
+    cfg = tmp_path / "lean.toml"
+    cfg.write_text(LEAN)
+    monkeypatch.setenv("AGENTLAB_CONFIG", str(cfg))
+    full_run(llm_server, Plan={**PLAN, "ablations": []})
+    return {**agent_env, "AGENTLAB_CONFIG": str(cfg)}
 
 
 def _tree() -> dict[str, object]:
@@ -99,21 +111,22 @@ def test_unknown_run_id_is_a_clear_error(agent_env):
 
 
 @pytest.mark.slow
-def test_plan_edited_in_editor_is_validated_and_used(agent_env, llm_server):
-    full_run(llm_server)
+def test_plan_edited_in_editor_is_validated_and_used(lean_env, llm_server):
+    agent_env = lean_env
     assert cli(["run", "Sink tokens at 4x?", "--headless", "--checkpoints", "plan"], agent_env).returncode == 0
     run = only_run(agent_env)
-    env = {**agent_env, "EDITOR": "sed -i s/dense\\ attention/full-cache\\ baseline/"}
+    env = {**agent_env, "EDITOR": "sed -i 's/Score context tokens/Rank cached tokens/'"}
     out = cli(["resume", run.name], env, input="edit\n")
     assert out.returncode == 0, out.stdout + out.stderr
     assert status(agent_env, run)["status"] == "done"
-    code_req = [r for r in llm_server.requests if r["key"] == "ExperimentCode"][0]
-    assert "full-cache baseline" in code_req["messages"][-1]["content"]
+    code_req = [r for r in llm_server.requests if r["key"] == "text"][0]  # the prompt for method.py
+    assert "Rank cached tokens by recency" in code_req["messages"][-1]["content"]
+    assert "Score context tokens" not in code_req["messages"][-1]["content"]
 
 
 @pytest.mark.slow
-def test_review_command_revises_shows_the_diff_and_accepts(agent_env, llm_server):
-    full_run(llm_server)
+def test_review_command_revises_shows_the_diff_and_accepts(lean_env, llm_server):
+    agent_env = lean_env
     assert cli(["run", "Sink tokens at 4x?", "--headless", "--checkpoints", "report"], agent_env).returncode == 0
     run = only_run(agent_env)
     assert status(agent_env, run)["waiting"]["phase"] == "review"

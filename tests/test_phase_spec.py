@@ -67,9 +67,21 @@ def test_resumable_errors_share_one_base_and_report_their_stop_kind():
 
 
 def test_summaries_are_plain_json():
-    state = {"papers": [{"id": "1", "title": "t"}], "plan": {"title": "p"}, "attempts": [{"n": 1, "status": "ok"}],
+    node = {"id": "implement-1", "stage": "implement", "kind": "draft", "status": "ok", "score": 0.25, "reason": ""}
+    failed = {"id": "implement-2", "stage": "implement", "kind": "debug", "status": "failed", "score": None,
+              "reason": "NameError: undefined_name"}
+    state = {"papers": [{"id": "1", "title": "t"}], "plan": {"title": "p"},
+             "experiment": {"pass_n": 1, "family": "kv", "primary": "ppl", "stage": "implement", "done": False,
+                            "stages": {"implement": {"name": "implement", "status": "ok", "reason": "",
+                                                     "best": "implement-1", "nodes": [node, failed]}}},
+             "analysis": {"comparisons": [{"a": "proposed", "b": "h2o", "conclusion": "better"}]},
              "interpretation": {"summary": "s"}, "report": {"pdf": "report/main.pdf"}, "revision": 1,
              "reviews": [{"overall": 6.0, "decision": "accept"}]}
     for p in spec.PHASES:
         json.dumps(checkpoint.summary(state, p.name))
     assert checkpoint.summary(state, "review")["decision"] == "accept"
+    exp = checkpoint.summary(state, "experiment")
+    assert exp["stage"] == "implement" and exp["stages"]["implement"]["best"] == "implement-1"
+    assert exp["stages"]["implement"]["nodes"][0].startswith("implement-1 draft: ok score +0.25")
+    assert "NameError" in exp["stages"]["implement"]["nodes"][1] and exp["conclusions"] == ["proposed vs h2o: better"]
+    json.dumps(checkpoint.summary({}, "experiment"))  # a run that has not reached the experiment yet

@@ -8,7 +8,7 @@
     models: {default: gpt-4o-mini, plan: gpt-4o}
     sandbox: {backend: auto, gpus: 0, memory_mb: 8192, timeout_s: 900, max_attempts: 3}
     literature: {max_papers: 6}
-    settings: {best_of: 2}              # any other AgentLab setting, checked by name
+    settings: {drafts: 3}               # any other AgentLab setting, checked by name
 
 `to_overrides()` maps a workflow onto `Settings` overrides for `load_settings`.
 """

@@ -24,7 +24,7 @@ COMMANDS: dict[str, Lazy] = {
     "resume": Lazy("agentlab.cli.run:resume", "Continue a run from its last checkpoint, in this process."),
     "runs": Lazy("agentlab.cli.info:runs", "List runs: id, topic, phase, status, tokens, cost."),
     "status": Lazy("agentlab.cli.info:status",
-                   "Show one run: where it is, what it waits for, usage per phase, attempts, report."),
+                   "Show one run: where it is, what it waits for, usage per phase, experiment stages, report."),
     "review": Lazy("agentlab.cli.review:review", "Show the report (PDF path, reviewer scores per revision, LaTeX "
                    "diff, number traceability) and answer it."),
     "doctor": Lazy("agentlab.cli.info:doctor", "Report what is present and what is missing, with the exact fix for "

@@ -32,9 +32,12 @@ def status(
     runs_dir: Optional[Path] = runs_dir_option(),
     as_json: bool = typer.Option(False, "--json", help="Print plain JSON (for scripts) instead of highlighted JSON."),
 ) -> None:
-    """Show one run: where it is, what it waits for, usage per phase, attempts, report."""
+    """Show one run: where it is, what it waits for, usage per phase, experiment stages, report."""
     from agentlab.config import settings_from_run
+    from agentlab.phases.spec import spec
     from agentlab.runner import pending_interrupt
+
+    experiment_summary = spec("experiment").summary
 
     run_ = open_run(run_id, runs_dir)
     settings = settings_from_run(run_.settings_path)
@@ -42,7 +45,7 @@ def status(
     info = {"id": run_.id, "path": str(run_.path), "topic": run_.meta().get("topic"), "status": run_.effective_status(),
             "phase": values.get("phase"), "waiting": payload, "usage": run_.ledger.totals(),
             "usage_by_phase": run_.ledger.by_phase(), "papers": len(values.get("papers") or []),
-            "attempts": [{k: a.get(k) for k in ("n", "status", "reason", "metrics")} for a in values.get("attempts") or []],
+            "experiment": experiment_summary(values),
             "report": values.get("report", {}).get("pdf"), "revision": values.get("revision")}
     if as_json:
         print(json.dumps(info, indent=2, default=str))

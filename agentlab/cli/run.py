@@ -32,6 +32,7 @@ from agentlab.cli.common import (
 
 SandboxName = choice_enum("SandboxName", sandbox_names())
 OnCheckpoint = choice_enum("OnCheckpoint", ON_CHECKPOINT)
+Proposal = choice_enum("Proposal", ("auto", "code", "spec"))
 BACK_HELP = (f"Return to an earlier phase and run it again: one of {', '.join(back_names())}.")
 
 
@@ -49,7 +50,13 @@ def run(
     max_papers: Optional[int] = typer.Option(None, help="Papers to read."),
     papers: Optional[Path] = typer.Option(None, help="Your own reading list: a directory of PDFs and/or BibTeX."),
     offline: Optional[bool] = typer.Option(None, "--offline/--online", help="Use only cached/local papers."),
-    max_attempts: Optional[int] = typer.Option(None, help="Experiment attempts per visit."),
+    max_attempts: Optional[int] = typer.Option(None, help="Node budget of the experiment's implement stage "
+                                                           "(drafts, debug and improve nodes of the method)."),
+    drafts: Optional[int] = typer.Option(None, help="Implement stage: first drafts of the method (default 2)."),
+    seeds: Optional[int] = typer.Option(None, help="Seeds of the final runs on the test split (default 3)."),
+    proposal: Optional[Proposal] = typer.Option(
+        None, help="How the proposed method is made: code (method.py from the LLM), spec (settings of a "
+                   "registered method, for weak models), auto (spec on the embedded model)."),
     sandbox: Optional[SandboxName] = typer.Option(None, help="Sandbox backend for experiment code (auto: the first "
                                                              "isolated one that works here)."),
     runs_dir: Optional[Path] = runs_dir_option(),
@@ -65,7 +72,7 @@ def run(
         settings = load_settings(config, overrides(
             on_checkpoint=value(on_checkpoint), checkpoints=checkpoints, base_url=base_url, model=model,
             max_cost=max_cost, max_tokens=max_tokens, max_minutes=max_minutes, max_papers=max_papers,
-            max_attempts=max_attempts, papers_dir=str(papers.resolve()) if papers else None, offline=offline,
+            max_attempts=max_attempts, drafts=drafts, seeds=seeds, proposal=value(proposal), papers_dir=str(papers.resolve()) if papers else None, offline=offline,
             sandbox=value(sandbox), runs_dir=str(runs_dir) if runs_dir else None))
     except ConfigError as exc:
         fail(str(exc))

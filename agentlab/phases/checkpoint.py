@@ -90,10 +90,27 @@ def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
         return {"kind": stop["kind"], "phase": stop["phase"], "message": stop["message"],
                 "options": ["retry", "back <phase>", "feedback <text>"]}
     phase = state.get("phase", "")
-    if not ctx.settings.stops_after(phase):
+    stage = stage_in_progress(state, phase)
+    if stage:
+        asks = ctx.settings.stops_after(phase, stage)
+    else:
+        last = spec.spec(phase).stages[-1:] if phase in spec.phase_names() else ()
+        asks = ctx.settings.stops_after(phase) or any(ctx.settings.stops_after(phase, s) for s in last)
+    if not asks:
         return None
     options = ["approve", "feedback <text>", "back <phase>", *_answers(phase)]
-    return {"kind": "checkpoint", "phase": phase, "summary": summary(state, phase), "options": options}
+    out = {"kind": "checkpoint", "phase": phase, "summary": summary(state, phase), "options": options}
+    if stage:
+        out["stage"] = stage
+    return out
+
+
+def stage_in_progress(state: ResearchState, phase: str) -> str | None:
+    """The stage just finished when `phase` has stages and more remain (its record `state[phase]` is not done)."""
+    if phase not in spec.phase_names() or not spec.spec(phase).stages:
+        return None
+    rec = state.get(phase) or {}  # type: ignore[misc]
+    return None if rec.get("done") or not rec.get("stage") else rec["stage"]
 
 
 def summary(state: ResearchState, phase: str) -> dict:
@@ -141,7 +158,7 @@ def apply_decision(state: ResearchState, decision: dict, stopped: bool) -> Comma
             feedback[target] = feedback.get(target, []) + [decision["text"]]
         update["feedback"] = feedback
         return Command(goto=target, update=update)
-    nxt = phase if stopped else spec.next_phase(phase)
+    nxt = phase if stopped or stage_in_progress(state, phase) else spec.next_phase(phase)
     if nxt == spec.END:
         revise = spec.spec(phase).revise
         if a == "feedback" and revise:  # feedback on the last phase's output means: redo `revise` with it

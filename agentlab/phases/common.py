@@ -58,7 +58,7 @@ def run_phase(name: str, state: ResearchState, ctx: RunContext,
     except Resumable as exc:  # a failure a person can fix: budget, endpoint, sandbox, LaTeX, ...
         ctx.run.log(f"phase {name} stopped: {exc}")
         ctx.progress(name, f"stopped: {exc}")
-        return _stop(name, exc, exc.stop_kind, str(exc))
+        return _stop(name, exc, exc.stop_kind, str(exc), getattr(exc, "update", None))
     except Exception as exc:  # a bug or an unexpected failure: stop resumably, keep the traceback in the log
         ctx.run.log(f"phase {name} crashed:\n{traceback.format_exc()}")
         ctx.progress(name, f"stopped: {type(exc).__name__}: {exc}")
@@ -74,9 +74,10 @@ def run_phase(name: str, state: ResearchState, ctx: RunContext,
     return Command(goto=target, update=update)
 
 
-def _stop(name: str, exc: Exception, kind: str, message: str) -> Command:
-    """The stop record that parks the run at the checkpoint (one shape for every kind of stop)."""
-    return Command(goto=spec.CHECKPOINT, update={"stop": {
+def _stop(name: str, exc: Exception, kind: str, message: str, keep: dict | None = None) -> Command:
+    """The stop record that parks the run at the checkpoint (one shape for every kind of stop); `keep` is
+    state the phase made before it stopped and must not lose (an experiment stage's nodes so far)."""
+    return Command(goto=spec.CHECKPOINT, update={**(keep or {}), "stop": {
         "kind": kind, "phase": name, "message": message, "error_type": type(exc).__name__}})
 
 

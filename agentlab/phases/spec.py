@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from agentlab.experiment.stages import stage_names
+
 CHECKPOINT = "checkpoint"  # the node every phase goes to when it is done (or stopped)
 END = "__end__"  # LangGraph's END
 
@@ -46,9 +48,19 @@ def _plan_summary(state: Mapping[str, Any]) -> dict:
 
 
 def _experiment_summary(state: Mapping[str, Any]) -> dict:
-    return {"attempts": [{k: a.get(k) for k in ("n", "status", "reason", "metrics")}
-                         for a in state.get("attempts") or []],
-            "best_attempt": state.get("best_attempt")}
+    exp = state.get("experiment") or {}
+    stages = {}
+    for name, st in (exp.get("stages") or {}).items():
+        nodes = st.get("nodes") or []
+        stages[name] = {"status": st.get("status"), "reason": st.get("reason", ""), "best": st.get("best"),
+                        "nodes": [f"{n.get('id')} {n.get('kind')}: {n.get('status')}"
+                                  + (f" score {n['score']:+.3g}" if isinstance(n.get("score"), (int, float)) else "")
+                                  + (f" ({n.get('reason', '')[:120]})" if n.get("status") != "ok" else "")
+                                  for n in nodes]}
+    return {"stage": exp.get("stage"), "done": bool(exp.get("done")), "family": exp.get("family"),
+            "primary": exp.get("primary"), "stages": stages,
+            "conclusions": [f"{c.get('a')} vs {c.get('b')}: {c.get('conclusion')}"
+                            for c in (state.get("analysis") or {}).get("comparisons") or []]}
 
 
 def _interpret_summary(state: Mapping[str, Any]) -> dict:
@@ -79,6 +91,7 @@ class PhaseSpec:
     answers: tuple[str, ...] = ()  # answers beyond approve / feedback / back at its checkpoint
     revise: str | None = None  # where feedback at its checkpoint goes when there is no next phase
     summary: Summary = _no_summary  # what its checkpoint shows the person
+    stages: tuple[str, ...] = ()  # sub-steps, one per visit, each with its own stop label `<stop>.<stage>`
 
     @property
     def module(self) -> str:
@@ -90,8 +103,9 @@ PHASES: tuple[PhaseSpec, ...] = (
               stop="literature", back_aliases=("literature",), summary=_literature_summary),
     PhaseSpec("plan", (CHECKPOINT,), "a structured plan: hypothesis, method, metrics, baselines",
               stop="plan", answers=("edit",), summary=_plan_summary),
-    PhaseSpec("experiment", (CHECKPOINT,), "write main.py, run it in the sandbox, check results.json",
-              stop="experiment", back_aliases=("experiments",), summary=_experiment_summary),
+    PhaseSpec("experiment", (CHECKPOINT,), "baselines, method drafts, sweep, ablations and seeds, in the sandbox",
+              stop="experiment", back_aliases=("experiments",), summary=_experiment_summary,
+              stages=stage_names()),
     PhaseSpec("interpret", (CHECKPOINT,), "what the measured results say about the hypothesis",
               stop="interpret", back_aliases=("interpretation",), summary=_interpret_summary),
     PhaseSpec("write_report", ("review", CHECKPOINT), "the LaTeX report, numbers traced to results files",
@@ -134,13 +148,20 @@ def stops() -> dict[str, str]:
     return {p.stop: p.name for p in PHASES if p.stop}
 
 
+def stage_stops() -> dict[str, tuple[str, str]]:
+    """Stop label of a stage's checkpoint (`experiment.sweep`) -> (phase, stage)."""
+    return {f"{p.stop}.{s}": (p.name, s) for p in PHASES if p.stop for s in p.stages}
+
+
 def stop_choices() -> tuple[str, ...]:
-    """Every spelling `--checkpoints` accepts for one stop (labels, then older aliases); plus all / none."""
-    return stop_labels() + tuple(a for p in PHASES if p.stop for a in p.stop_aliases)
+    """Every spelling `--checkpoints` accepts for one stop (labels, older aliases, stage labels); plus all / none."""
+    return stop_labels() + tuple(a for p in PHASES if p.stop for a in p.stop_aliases) + tuple(stage_stops())
 
 
 def resolve_stop(alias: str) -> str:
     """The canonical stop label for a label or an older spelling (`report` -> `review`)."""
+    if alias in stage_stops():
+        return alias
     for p in PHASES:
         if p.stop and alias in (p.stop, *p.stop_aliases):
             return p.stop
@@ -148,8 +169,16 @@ def resolve_stop(alias: str) -> str:
 
 
 def stop_phase(alias: str) -> str:
-    """The phase after which the checkpoint `alias` (a stop label or older spelling) stops."""
-    return stops()[resolve_stop(alias)]
+    """The phase after which the checkpoint `alias` (a stop label or older spelling) stops; for a stage label,
+    the phase the stage belongs to (it stops after that stage, see `stop_stage`)."""
+    label = resolve_stop(alias)
+    return stage_stops()[label][0] if label in stage_stops() else stops()[label]
+
+
+def stop_stage(alias: str) -> str | None:
+    """The stage after which a stage label (`experiment.sweep`) stops; None for a phase's own label."""
+    label = resolve_stop(alias)
+    return stage_stops()[label][1] if label in stage_stops() else None
 
 
 def back_choices() -> tuple[str, ...]:
@@ -173,4 +202,6 @@ def describe() -> str:
         stop = f"checkpoint '{p.stop}'" + (f" (or {', '.join(p.stop_aliases)})" if p.stop_aliases else "") \
             if p.stop else "no checkpoint"
         lines.append(f"{names:<32} {stop:<32} {p.help}")
+        for st in p.stages:
+            lines.append(f"{'  ' + st:<32} {'checkpoint ' + repr(p.stop + '.' + st):<32} stage of {p.name}")
     return "\n".join(lines)

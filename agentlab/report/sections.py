@@ -18,9 +18,9 @@ _REF = re.compile(r"\\(?:ref|autoref|cref|Cref)\{([^}]*)\}")
 NOTES_BUDGET_CHARS = 6000  # all paper notes together, per section prompt
 #: which parts of the run each section sees (bounded context, never the whole history)
 _NEEDS = {
-    "abstract": {"datasets"}, "introduction": {"papers"}, "related_work": {"papers", "notes"},
-    "method": {"notes"}, "experimental_setup": {"datasets", "attempts"},
-    "results": {"datasets", "attempts", "labels"}, "discussion": {"datasets", "attempts", "notes"},
+    "abstract": {"datasets", "stages"}, "introduction": {"papers"}, "related_work": {"papers", "notes"},
+    "method": {"notes"}, "experimental_setup": {"datasets", "attempts", "stages"},
+    "results": {"datasets", "attempts", "labels", "stages"}, "discussion": {"datasets", "attempts", "notes", "stages"},
     "conclusion": set(),
 }
 
@@ -62,9 +62,20 @@ class Writer:
             out.append({"key": key, "title": p.get("title", ""), "year": p.get("year", ""), "note": note})
         return out
 
+    def _stages(self) -> tuple[list[dict], dict]:
+        """The experiment's stages (status, reason, results file) and the analysis' headline, for the prompt."""
+        stages = (self.ctx.get("experiment") or {}).get("stages")
+        rows = [{"stage": n, "status": st.get("status"), "reason": str(st.get("reason") or "")[:300],
+                 "results_file": st.get("results_path")}
+                for n, st in (stages.items() if isinstance(stages, dict) else []) if isinstance(st, dict)]
+        an = self.ctx.get("analysis") if isinstance(self.ctx.get("analysis"), dict) else {}
+        keys = ("primary", "direction", "split", "n_seeds", "proposed", "strongest_baseline", "significant_any")
+        return rows, {k: an.get(k) for k in keys if k in an}
+
     def _vars(self, name: str, title: str) -> dict:
         needs = _NEEDS.get(name, set())
         attempts = [{k: a.get(k) for k in ("n", "status", "reason", "metrics")} for a in self.ctx.get("attempts") or []]
+        stages, analysis = self._stages() if "stages" in needs else ([], {})
         return {
             "section": name, "title": SECTION_TITLES.get(name, name), "paper_title": title,
             "idea": self.ctx.get("idea", ""), "plan": self.ctx.get("plan") or {},
@@ -72,7 +83,7 @@ class Writer:
             "papers": self._papers("notes" in needs) if needs & {"papers", "notes"} else
             [{"key": k, "title": p.get("title", ""), "year": p.get("year", ""), "note": ""} for k, p in self.keys.items()],
             "datasets": self.data_view if "datasets" in needs else [],
-            "attempts": attempts if "attempts" in needs else [],
+            "attempts": attempts if "attempts" in needs else [], "stages": stages, "analysis": analysis,
             "labels": self.labels, "numbers": self.numbers, "feedback": self.ctx.get("feedback") or [],
             "current": "", "instructions": "", "reviews": [],
         }

@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from agentlab.report.figures import datasets
+
 SMALL_INT_MAX = 10
 _MAX_GROUP = 40
 
@@ -64,8 +66,13 @@ def _text_numbers(text: str) -> list[float]:
     return [float(m.group(0).replace(",", "").replace("{}", "")) for m in _NUM.finditer(str(text))]
 
 
-def _result_leaves(ctx: dict, attempts: list) -> list[tuple[str, float, str]]:
-    """(label, value, row) for every number of the best results file and of each attempt's metrics."""
+Leaf = tuple[str, float, tuple[str, ...]]  # (label, value, groups of comparable numbers)
+#: columns whose values are compared (ratios, changes) with the same column of other rows
+_NOT_COMPARED = ("_lo", "_hi", "_n")
+
+
+def _legacy_leaves(ctx: dict, attempts: list) -> list[Leaf]:
+    """A run saved before the staged experiment: the best results file and each attempt's metrics."""
     leaves: list[tuple[str, float, str]] = []
     best = ctx.get("best_attempt")
     best_path = next((a.get("results_path") for a in attempts if a.get("n") == best), None)
@@ -77,7 +84,70 @@ def _result_leaves(ctx: dict, attempts: list) -> list[tuple[str, float, str]]:
         for name, v in (a.get("metrics") or {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 leaves.append((f"{path}:metrics.{name}", float(v), f"{path}:metrics"))
+    return [(label, v, (f"name:{re.split(r'[.:]', label.split(']')[-1])[-1] or label}", f"row:{row}"))
+            for label, v, row in leaves]
+
+
+def _dataset_leaves(data: dict) -> list[Leaf]:
+    """Every number of the tables the report shows (stage tables, ablations, comparisons), labelled
+    `<results file>: <cell or comparison>.<column>`; means of one column of one file are comparable, as are
+    the means within one row."""
+    leaves: list[Leaf] = []
+    for ds in data.values():
+        for r in ds["rows"]:
+            path, key = r.get("_path") or ds["path"], r.get("_key", "")
+            for c, v in r.items():
+                if str(c).startswith("_") or not _number(v):
+                    continue
+                compared = not str(c).endswith(_NOT_COMPARED) and c != "p"
+                groups = (f"{path}|{c}", f"{path}|{key}") if compared else ()
+                leaves.append((f"{path}: {key}.{c}", float(v), groups))
+            for k, v in (r.get("_params") or {}).items():
+                if _number(v):
+                    leaves.append((f"{path}: {key}.params.{k}", float(v), (f"{path}|params.{k}",)))
     return leaves
+
+
+def _file_leaves(data: dict) -> list[Leaf]:
+    """Per-seed values and spreads of each cell, and the numbers of each stage's spec (items, seeds, tokens)."""
+    leaves: list[Leaf] = []
+    for ds in [d for n, d in data.items() if n.startswith("stage.")]:
+        res, path = ds["results"], ds["path"]
+        found: list[tuple[str, float, str]] = []
+        _walk(res.get("spec") if isinstance(res.get("spec"), dict) else {}, "spec", found, "")
+        for c in res.get("cells") or []:
+            for m, v in ((c.get("values") or {}) if isinstance(c, dict) else {}).items():
+                if isinstance(v, dict):
+                    _walk({"per_seed": v.get("per_seed"), "std": v.get("std")}, f"cells[{c.get('id')}].{m}", found, "")
+        leaves += [(f"{path}: {p}", v, ()) for p, v, _ in found]
+    return leaves
+
+
+def _analysis_leaves(ctx: dict, data: dict) -> list[Leaf]:
+    an = ctx.get("analysis") if isinstance(ctx.get("analysis"), dict) else {}
+    path = (data.get("stage.seeds") or {}).get("path", "analysis")
+    out: list[Leaf] = [(f"{path}: analysis.{k}", float(an[k]), ()) for k in ("alpha", "n_seeds") if _number(an.get(k))]
+    for c in [c for c in an.get("comparisons") or [] if isinstance(c, dict)]:
+        found: list[tuple[str, float, str]] = []
+        _walk({k: c.get(k) for k in ("rel_diff", "test")}, f"analysis.comparisons[{c.get('baseline')}]", found, "")
+        out += [(f"{path}: {p}", v, ()) for p, v, _ in found]
+    if data:
+        out.append(("confidence level of every interval (95 %)", 95.0, ()))
+    return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _result_leaves(ctx: dict) -> list[Leaf]:
+    """Every number of the results the prose may use: the shown tables first, then what else the files say."""
+    if not isinstance((ctx.get("experiment") or {}).get("stages"), dict):
+        return _legacy_leaves(ctx, ctx.get("attempts") or [])
+    data = datasets(ctx)
+    first = {n: d for n, d in data.items() if n in ("analysis.comparisons", "stage.seeds")}
+    ordered = {**first, **{n: d for n, d in data.items() if n not in first}}
+    return _dataset_leaves(ordered) + _analysis_leaves(ctx, data) + _file_leaves(ordered)
 
 
 def _note_sources(ctx: dict) -> list[Source]:
@@ -97,8 +167,7 @@ def _note_sources(ctx: dict) -> list[Source]:
 def collect_sources(ctx: dict) -> list[Source]:
     """Every number the prose may use, labelled with where it comes from."""
     sources: list[Source] = []
-    attempts = ctx.get("attempts") or []
-    leaves = _result_leaves(ctx, attempts)
+    leaves = _result_leaves(ctx)
     seen = set()
     for label, v, _ in leaves:
         if label not in seen:
@@ -113,20 +182,21 @@ def collect_sources(ctx: dict) -> list[Source]:
     for field in ("title", "hypothesis", "method", "experiment_outline"):
         for num in _text_numbers(plan.get(field) or ""):
             sources.append(Source(num, f"plan ({field})"))
-    counts = {"attempts": len(attempts), "papers": len(ctx.get("papers") or []),
-              "metrics": len((ctx.get("results") or {}).get("metrics") or {})}
+    stages = (ctx.get("experiment") or {}).get("stages")
+    counts = {"attempts": len(ctx.get("attempts") or []), "papers": len(ctx.get("papers") or []),
+              "experiment stages": len(stages) if isinstance(stages, dict) else 0}
+    if not isinstance(stages, dict):
+        counts["metrics"] = len((ctx.get("results") or {}).get("metrics") or {})
     sources += [Source(float(v), f"number of {k}", "count") for k, v in counts.items() if v]
     return sources
 
 
-def _derived(leaves: list[tuple[str, float, str]]) -> list[Source]:
-    """Relative changes, ratios and differences between comparable numbers: the same metric
-    across rows/attempts, or numbers within one row."""
+def _derived(leaves: list[Leaf]) -> list[Source]:
+    """Relative changes, ratios and differences between comparable numbers (members of one group)."""
     groups: dict[str, list[tuple[str, float]]] = {}
-    for label, v, row in leaves:
-        name = re.split(r"[.:]", label.split("]")[-1])[-1] or label
-        groups.setdefault(f"name:{name}", []).append((label, v))
-        groups.setdefault(f"row:{row}", []).append((label, v))
+    for label, v, names in leaves:
+        for g in names:
+            groups.setdefault(g, []).append((label, v))
     out: list[Source] = []
     for members in groups.values():
         if len(members) < 2 or len(members) > _MAX_GROUP:
@@ -224,6 +294,8 @@ def redact(latex: str, sources: list[Source]) -> str:
 def sources_for_prompt(sources: list[Source], limit: int = 120) -> list[str]:
     """Plain values (not derived ones) for the writer's prompt."""
     plain = [s for s in sources if s.kind in ("value", "year")]
+    first = ("analysis", "seeds", "ablations")  # the final results before the search's intermediate ones
+    plain.sort(key=lambda s: next((i for i, k in enumerate(first) if k in s.label), len(first)))
     return [f"{_fmt(s.value)}  <- {s.label}" for s in plain[:limit]]
 
 

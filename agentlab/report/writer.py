@@ -14,7 +14,7 @@ from agentlab.llm.client import LLM
 from agentlab.paths import templates_dir
 from agentlab.prompts import render_messages
 from agentlab.report.bib import build_bib, cited_keys
-from agentlab.report.figures import build_figure, build_table, datasets, describe
+from agentlab.report.figures import build_figure, build_table, datasets, describe, has_results, results_exhibits
 from agentlab.report.latex import compile_pdf, render, sanitize, template_names, tex_escape, unicode_to_tex
 from agentlab.report.schemas import SECTION_TITLES, SECTIONS, ReportOutline, RevisionPlan
 from agentlab.report.sections import PHASE, Writer
@@ -39,7 +39,7 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
     """Write, check, compile and commit one revision of the report (see docs/report.md)."""
     rev = int(ctx.get("revision") or 1)
     prefix = ctx.get("memo_prefix") or f"write_report/rev{rev}"
-    ctx = {**ctx, "memo_prefix": prefix}
+    ctx = {"run_repo": str(run.repo_dir), **ctx, "memo_prefix": prefix}
     if settings.template not in template_names():
         raise ReportFailed(f"unknown report template {settings.template!r} (have: {', '.join(template_names())})")
     out = report_dir(run)
@@ -47,7 +47,8 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     sources = collect_sources(ctx)
-    numbers = sources_for_prompt(sources)
+    chars = max(4000, 2 * settings.context_budget_tokens)  # what data may take of one prompt
+    numbers = sources_for_prompt(sources, limit=max(24, min(120, chars // 200)))
     bib, keys = build_bib(ctx.get("papers") or [])
     data = datasets(ctx)
     previous = load_state(run) if rev > 1 else None
@@ -59,15 +60,19 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
         progress("planning the report")
         outline = llm.structured(
             render_messages("report_outline", idea=ctx.get("idea", ""), plan=ctx.get("plan") or {},
-                            interpretation=ctx.get("interpretation") or {}, datasets=describe(data),
-                            has_results="metrics" in data),
+                            interpretation=ctx.get("interpretation") or {}, datasets=describe(data, chars=chars),
+                            has_results=has_results(data)),
             ReportOutline, phase=PHASE, purpose="outline", memo_key=f"{prefix}/outline")
-    problems: list[str] = []
-    tables, figures, labels, table_trace = _tables_and_figures(outline, data, out, problems)
+    auto = results_exhibits(ctx, data, out)  # one table per stage and the figures: always, by code
+    problems: list[str] = list(auto.problems)
+    tables, figures, labels, table_trace = _tables_and_figures(outline, data, out, problems, auto.sources)
+    tables, figures, labels, table_trace = (auto.tables + tables, auto.figures + figures, auto.labels + labels,
+                                            auto.trace + table_trace)
     figure_files = sorted(f"figures/{p.name}" for p in (out / "figures").iterdir() if p.is_file())
 
     # 2. sections (a revision rewrites only the sections the reviews/feedback concern)
-    writer = Writer(ctx, llm, sources, numbers, keys, describe(data), labels, settings.report_fix_rounds, progress,
+    writer = Writer(ctx, llm, sources, numbers, keys, describe(data, chars=chars), labels, settings.report_fix_rounds,
+                    progress,
                     figures=figure_files)
     title = outline.title
     if previous:
@@ -105,12 +110,15 @@ def write_report(ctx: dict, settings: Settings, llm: LLM, run: RunDir, progress:
             "problems": problems, "trace": trace, "commit": sha, "latex_isolation": isolation}
 
 
-def _tables_and_figures(outline: ReportOutline, data: dict, out: Path,
-                        problems: list[str]) -> tuple[list, list, list, list[dict]]:
-    """Build the outline's tables and figures from data: (tables, figures, labels, table trace); failures go to problems."""
+def _tables_and_figures(outline: ReportOutline, data: dict, out: Path, problems: list[str],
+                        shown: set[str] = frozenset()) -> tuple[list, list, list, list[dict]]:
+    """Build the outline's tables and figures from data: (tables, figures, labels, table trace); failures go to problems.
+    A table of a dataset already `shown` by code is not repeated."""
     table_trace: list[dict] = []
     tables, figures, labels = [], [], []
     for i, spec in enumerate(outline.tables, 1):
+        if spec.source in shown:
+            continue
         built = build_table(spec, data, i)
         if isinstance(built, str):
             problems.append(built)

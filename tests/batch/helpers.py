@@ -1,4 +1,6 @@
-"""Shared bits for the batch end-to-end tests: workflow files, sandbox choice, slow experiments."""
+"""Shared bits for the batch end-to-end tests: workflow files, sandbox choice, scripted replies, slow
+experiments. Workflows run the smallest staged experiment (one draft, one seed, one item; with `scripted`,
+a plan without ablations): these tests are about the batch, not the experiment."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from agentlab.runs import RunDir, list_runs
 from agentlab.sandbox import SandboxUnavailable, get_backend
-from tests.fakes.scripts import EXPERIMENT_CODE
+from tests.fakes.openai_server import ScriptedLLM
+from tests.fakes.scripts import METHOD, PLAN, fenced, full_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,15 +33,24 @@ def workflow(d: Path, name: str, idea: str, checkpoints: str = "none", extra: st
     d.mkdir(parents=True, exist_ok=True)
     p = d / f"{name}.yaml"
     p.write_text(f'name: {name}\nidea: "{idea}"\ncheckpoints: {checkpoints}\non_checkpoint: park\n'
-                 f"sandbox: {{backend: {sandbox_name()}, memory_mb: 1024, timeout_s: 120, max_attempts: 2}}\n"
-                 f"literature: {{max_papers: 2}}\n{extra}")
+                 f"sandbox: {{backend: {sandbox_name()}, memory_mb: 1024, timeout_s: 120, max_attempts: 1}}\n"
+                 f"literature: {{max_papers: 2}}\n{LEAN_SETTINGS}{extra}")
     return p
 
 
-def slow_experiment(seconds: float) -> dict:
-    """ExperimentCode whose program sleeps first: gives a test time to kill an orchestrator mid-attempt."""
-    code = f"import time\ntime.sleep({seconds})\n" + EXPERIMENT_CODE
-    return {"explanation": "sink+window vs dense, slowly", "code": code}
+LEAN_SETTINGS = "settings: {drafts: 1, seeds: 1, harness_items: 1}\n"
+LEAN_PLAN = {**PLAN, "ablations": []}
+
+
+def scripted(srv: ScriptedLLM, **overrides) -> ScriptedLLM:
+    """`full_run` with a plan that names no ablations (the ablations stage is skipped)."""
+    return full_run(srv, **{"Plan": LEAN_PLAN, **overrides})
+
+
+def slow_experiment(seconds: float) -> str:
+    """A method.py reply that sleeps when the harness imports it in the sandbox: gives a test time to kill an
+    orchestrator mid-node (every node that runs the method sleeps)."""
+    return fenced({"method.py": f"import time\ntime.sleep({seconds})\n" + METHOD})
 
 
 def runs_by_workflow(runs_dir: Path) -> dict[str, list[RunDir]]:
@@ -77,7 +89,7 @@ def wait_until(pred, timeout: float, what: str, proc: subprocess.Popen | None = 
 
 
 def in_experiment(runs_dir: Path, names: list[str]) -> bool:
-    """Every named workflow's run is inside its (sleeping) experiment attempt."""
+    """Every named workflow's run is inside a (sleeping) node of its experiment that runs method.py."""
     by = runs_by_workflow(runs_dir)
     for n in names:
         runs = by.get(n)
@@ -86,7 +98,7 @@ def in_experiment(runs_dir: Path, names: list[str]) -> bool:
         m = runs[-1].meta()
         if m.get("status") != "running" or m.get("phase") != "experiment":
             return False
-        if not list((runs[-1].repo_dir / "experiments").glob("attempt-*/main.py")):
+        if not list((runs[-1].repo_dir / "experiments").glob("p*/*/method.py")):
             return False
     return True
 

@@ -14,12 +14,12 @@ from tests.batch.helpers import (
     kill,
     meta,
     runs_by_workflow,
+    scripted,
     slow_experiment,
     start_orchestrator,
     wait_until,
     workflow,
 )
-from tests.fakes.scripts import full_run
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def batch(*args: str):
 
 
 def test_parallel_batch_survives_a_failure_parks_and_restarts(agent_env, llm_server, tmp_path):
-    full_run(llm_server)
+    scripted(llm_server)
     wf = tmp_path / "wf"
     workflow(wf, "finishes", "Does sink plus window KV eviction keep error low at 4x?")
     workflow(wf, "parks", "Does sink plus window KV eviction keep error low at 8x?", checkpoints="[plan]")
@@ -68,7 +68,7 @@ def test_parallel_batch_survives_a_failure_parks_and_restarts(agent_env, llm_ser
 
 
 def test_a_killed_orchestrator_s_run_is_continued_not_restarted(agent_env, llm_server, tmp_path):
-    full_run(llm_server, ExperimentCode=slow_experiment(4))
+    scripted(llm_server, text=slow_experiment(4))
     wf = tmp_path / "wf"
     workflow(wf, "kv", "Does sink plus window KV eviction keep error low at 4x?")
     runs_dir = Path(agent_env["AGENTLAB_RUNS_DIR"])
@@ -89,11 +89,12 @@ def test_a_killed_orchestrator_s_run_is_continued_not_restarted(agent_env, llm_s
     assert meta(run)["status"] == "done" and "continued (interrupted)" in r.output
     after = llm_server.keys_seen()[seen_before:]
     assert "Interpretation" in after and "Review" in after
-    assert "Plan" not in after and "ExperimentCode" not in after  # finished steps were not redone (nor paid)
+    assert "Plan" not in after and "text" not in after  # finished steps were not redone (nor paid)
+    assert llm_server.keys_seen().count("text") == 1  # method.py was asked for once
 
 
 def test_thread_isolation_drives_runs_inside_the_orchestrator(agent_env, llm_server, tmp_path):
-    full_run(llm_server)
+    scripted(llm_server)
     wf = tmp_path / "wf"
     workflow(wf, "p1", "Does sink plus window KV eviction keep error low at 4x?")
     workflow(wf, "p2", "Does sink plus window KV eviction keep error low at 8x?", checkpoints="[plan]")
@@ -118,7 +119,7 @@ def test_a_run_whose_lease_is_taken_is_stopped_not_driven_twice(agent_env, llm_s
     from agentlab.config import load_settings
     from tests.batch.helpers import in_experiment, wait_until
 
-    full_run(llm_server, ExperimentCode=slow_experiment(20))
+    scripted(llm_server, text=slow_experiment(20))
     wf = tmp_path / "wf"
     workflow(wf, "fenced", "Does sink plus window KV eviction keep error low at 4x?")
     runs_dir = Path(agent_env["AGENTLAB_RUNS_DIR"])

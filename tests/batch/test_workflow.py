@@ -35,10 +35,11 @@ def test_shipped_examples_are_valid_and_map_onto_settings():
         assert s.checkpoints == tuple(w.checkpoints)
         assert s.max_cost == w.budgets.max_cost and s.attempt_timeout == w.sandbox.timeout_s
         assert s.attempt_memory_mb == w.sandbox.memory_mb and s.max_papers == w.literature.max_papers
-        assert s.model == w.models["default"]
+        assert s.model == w.models["default"] and s.max_attempts == w.sandbox.max_attempts  # implement's nodes
+        assert all(getattr(s, k) == v for k, v in w.settings.items()), (w.name, w.settings)
     kv = next(w for w in wfs if w.name == "kv-cache-compression")
     s = load_settings(None, kv.to_overrides(), env={})
-    assert s.model_for("plan") == "gpt-4o" and s.model_for("experiment") == "gpt-4o-mini" and s.best_of == 2
+    assert s.model_for("plan") == "gpt-4o" and s.model_for("experiment") == "gpt-4o-mini"
     toml = next(w for w in wfs if w.name == "structured-pruning")
     assert toml.source.endswith(".toml") and toml.checkpoints == ["plan", "experiment", "report"]
 
@@ -57,6 +58,10 @@ def test_defaults_and_name_from_file(tmp_path):
     wf = load_workflow(write(sub, "p.yaml", "idea: A long enough idea\nliterature: {papers_dir: ../pdfs}\n"))
     assert wf.literature.papers_dir == str(tmp_path / "pdfs")  # relative to the workflow file
     assert load_settings(None, wf.to_overrides(), env={}).papers_dir == str(tmp_path / "pdfs")
+    exp = load_workflow(write(tmp_path, "e.yaml", "idea: A long enough idea\nsandbox: {max_attempts: 4}\n"
+                                                  "settings: {drafts: 3, seeds: 5, stage_budgets: {sweep: {nodes: 2}}}\n"))
+    s = load_settings(None, exp.to_overrides(), env={})  # any setting by name, the staged experiment's included
+    assert (s.max_attempts, s.drafts, s.seeds, s.stage_budgets) == (4, 3, 5, {"sweep": {"nodes": 2}})
 
 
 def test_yaml_errors_name_file_line_and_key(tmp_path):

@@ -47,7 +47,8 @@ def autoreply(overrides: dict[str, Any] | None = None) -> Callable[[dict], Any]:
     def reply(body: dict) -> Any:
         schema = request_schema(body)
         if schema is None:
-            return "plain text reply"
+            o = overrides.get("text")
+            return (o(body, None) if callable(o) else o) if o is not None else "plain text reply"
         title = schema.get("title", "")
         if title in overrides:
             o = overrides[title]

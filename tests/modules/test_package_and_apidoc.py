@@ -41,7 +41,8 @@ def test_every_module_is_documented_unless_it_opts_out_and_every_kv_method_is_li
     import agentlab.modules as m
     from agentlab.modules.methods import KV_METHODS
 
-    assert set(apidoc.DOCUMENTED_MODULES) == set(m.SUBMODULES) - {"apidoc", "benchmark", "methods", "kv_methods"}
+    assert set(apidoc.DOCUMENTED_MODULES) == set(m.SUBMODULES) - {"apidoc", "benchmark", "methods", "kv_methods", "harness",
+                                                                "prune_methods", "attention_methods", "draft_methods"}
     doc = apidoc.render_api_doc(("kv",))
     for name in KV_METHODS.names():
         assert f"`kv.{name}(model, input_ids" in doc

@@ -11,15 +11,28 @@ from agentlab.config import Settings
 from agentlab.llm.client import LLM
 from agentlab.llm.ledger import Ledger
 from agentlab.runs import RunDir
+from tests.report.harness_run import run_state, stage_files, write_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report"
 _MARK = re.compile(r"^(FIX )?SECTION: (\w+)", re.MULTILINE)
 
 
-def load_ctx() -> dict:
+def load_ctx(repo_dir: Path | None = None, **run) -> dict:
+    """The report context of a staged kv run (tests/report/harness_run.py); with `repo_dir`, its results
+    files are written there and the context points at them (`run_repo`). `run`: noisy, proposed, paths."""
     ctx = json.loads((FIXTURES / "ctx.json").read_text())
-    ctx["results"] = json.loads((FIXTURES / "results.json").read_text())
+    ctx.update(run_state(repo_dir, **run))
+    if repo_dir is not None:
+        ctx["run_repo"] = str(repo_dir)
     ctx["memo_prefix"] = "write_report/v1/rev1"
+    return ctx
+
+
+def legacy_ctx() -> dict:
+    """A run saved before the staged experiment: state["attempts"] and a flat results file."""
+    ctx = {k: v for k, v in load_ctx().items() if k not in ("experiment", "analysis")}
+    ctx.update(json.loads((FIXTURES / "legacy_attempts.json").read_text()))
+    ctx["results"] = json.loads((FIXTURES / "results.json").read_text())
     return ctx
 
 
@@ -77,5 +90,9 @@ def ledger_phases(tmp: Path) -> set[str]:
     return {json.loads(x)["phase"] for x in lines}
 
 
-def make_run(tmp: Path) -> RunDir:
-    return RunDir.create(tmp / "runs", "kv cache eviction")
+def make_run(tmp: Path, files: bool = True) -> RunDir:
+    """A fresh run; with `files`, the staged experiment's results files are in its repo (as load_ctx() expects)."""
+    run = RunDir.create(tmp / "runs", "kv cache eviction")
+    if files:
+        write_files(run.repo_dir, stage_files())
+    return run

@@ -26,19 +26,43 @@ def test_report_compiles_with_result_numbers_and_cited_titles(srv, tmp_path):
     out, run, _ = _write(srv, tmp_path)
     assert out["compiled"] and out["problems"] == [] and (run.repo_dir / out["pdf"]).exists()
     text = " ".join(pdf_text(run).split())
-    for number in ("14.24", "13.90", "17.81", "14.02", "6.25", "2.4%", "75%"):  # prose and tables
+    for number in ("14.24", "13.90", "14.6", "16.9", "14.02", "2.4%", "75%"):  # prose and the stage tables
         assert number in text
     for title in ("The linear representation hypothesis and the geometry of large language models",
                   "Heat-bath random walks with Markov bases", "Causal parrots"):
         assert title in text
     assert all(t["status"] == "ok" and t["source"] for t in out["trace"])
-    assert any(t["number"] == "27" and t["source"].startswith("note park2023linear") for t in out["trace"])
+    assert any(t["number"] == "27" and "note park2023linear" in t["source"] for t in out["trace"])
     saved = json.loads((run.repo_dir / "report" / "trace-rev-1.json").read_text())
     assert saved == out["trace"]
     repo = run.repo()
     assert repo.tags["report-rev-1"].commit.hexsha == out["commit"]
     assert "report/main.tex" in repo.git.ls_tree("-r", "--name-only", out["commit"])
     assert ledger_phases(tmp_path) == {"write_report"}
+
+
+def test_results_section_has_one_table_per_stage_and_the_figures(srv, tmp_path):
+    out, run, _ = _write(srv, tmp_path)
+    tex = (run.repo_dir / "report" / "main.tex").read_text()
+    results = tex[tex.index(r"\section{Results}"):tex.index(r"\section{Discussion")]
+    for stage in ("baselines", "implement", "sweep", "ablations", "seeds"):
+        assert f"\\input{{tables/stage-{stage}}}" in results
+    assert r"\input{tables/comparisons}" in results
+    assert "figures/sweep.pdf" in results and "figures/pareto.pdf" in results and "figures/fig-1.pdf" in results
+    assert r"\input{tables/table-1}" not in tex  # the outline's table repeats a stage table: not drawn twice
+    for f in ("sweep.pdf", "sweep.png", "pareto.pdf", "pareto.png"):
+        assert (run.repo_dir / "report" / "figures" / f).stat().st_size > 1000
+    outline_req = next(r for r in srv.requests if r["key"] == "ReportOutline")
+    assert 'name="stage.seeds"' in user_text(outline_req) and "There are NO results" not in user_text(outline_req)
+    # table numbers are traced to the stage's results file, cell and column
+    rows = [t for t in out["trace"] if t["section"] == "table stage-seeds"]
+    assert {t["source"].split(":")[0] for t in rows} == {"experiments/p1/seeds-1/results.json"}
+    assert any(t["number"] == "14.24" and t["source"].endswith("pool=5]].ppl") for t in rows)
+    sweep = [t for t in out["trace"] if t["section"] == "table stage-sweep"]
+    assert sweep and all(t["source"].startswith("experiments/p1/sweep-1/results.json: cells[") for t in sweep)
+    section = next(r for r in srv.requests if r["key"] == "SectionDraft" and "SECTION: results" in user_text(r))
+    assert "tab:stage-seeds" in user_text(section) and "fig:pareto" in user_text(section)
+    assert '"strongest_baseline"' in user_text(section)
 
 
 def test_fabricated_number_and_unknown_cite_go_back_to_the_writer(srv, tmp_path):
@@ -91,18 +115,20 @@ def test_latex_error_that_is_never_repaired_ends_as_plain_text(srv, tmp_path):
 
 def test_failed_experiment_is_reported_honestly_without_numbers(srv, tmp_path):
     ctx = load_ctx()
-    ctx.update(results={}, best_attempt=None, interpretation={"summary": "No results.", "verdict": "inconclusive"},
-               attempts=[{"n": 1, "status": "failed", "reason": "ImportError", "metrics": {}}])
+    for st in ctx["experiment"]["stages"].values():
+        st.update(status="failed", reason="ImportError in method.py", results_path=None)
+    ctx.update(results={}, analysis={}, interpretation={"summary": "No results.", "verdict": "inconclusive"})
     outline = {"title": "KV-Cache Eviction: an Experiment That Did Not Run", "tables": [], "figures": []}
     writer = Writer(drafts={"abstract": ["The experiment failed (ImportError), so this report has no results."],
-                            "results": [r"No attempt produced results; perplexity 14.24 was expected."]},
-                    fixes={"results": [r"No attempt produced results; perplexity 14.24 was expected."]})
+                            "results": [r"No stage produced results; perplexity 14.24 was expected."]},
+                    fixes={"results": [r"No stage produced results; perplexity 14.24 was expected."]})
     out, run, _ = _write(srv, tmp_path, writer, ctx=ctx, outline=outline, report_fix_rounds=1)
     outline_req = next(r for r in srv.requests if r["key"] == "ReportOutline")
     assert "There are NO results" in user_text(outline_req)
     text = " ".join(pdf_text(run).split())
     assert "this report has no results" in text and "14.24" not in text
-    # 512 (sequence length) came from the results' config, which this run does not have: removed too
+    assert list((run.repo_dir / "report" / "tables").iterdir()) == []
+    # 512 (context length) came from the results' spec, which this run does not have: removed too
     assert [t["number"] for t in out["trace"] if t["status"] == "untraced"] == ["512", "14.24"]
 
 

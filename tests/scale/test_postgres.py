@@ -80,15 +80,15 @@ def test_killed_orchestrator_s_runs_are_taken_over_by_another(postgres_url, agen
         kill,
         meta,
         runs_by_workflow,
+        scripted,
         slow_experiment,
         start_orchestrator,
         wait_until,
         workflow,
     )
-    from tests.fakes.scripts import full_run
 
     monkeypatch.setenv("AGENTLAB_CHECKPOINTER_URL", postgres_url)
-    full_run(llm_server, ExperimentCode=slow_experiment(5))
+    scripted(llm_server, text=slow_experiment(5))
     wf = tmp_path / "wf"
     workflow(wf, "kv-a", "Does sink plus window KV eviction keep error low at 4x?")
     workflow(wf, "kv-b", "Does sink plus window KV eviction keep error low at 8x?")

@@ -142,24 +142,30 @@ def test_reattach_after_the_orchestrator_dies(ray_env, tmp_path):
         ray.get_actor(actor_name(job.id), namespace=NAMESPACE)
 
 
-def test_batch_runs_its_experiment_attempts_on_ray(ray_env, agent_env, llm_server, tmp_path):
-    """A whole `agentlab batch` run whose workflow says `sandbox: ray`: the attempt runs on the cluster."""
+def test_batch_runs_its_experiment_nodes_on_ray(ray_env, agent_env, llm_server, tmp_path):
+    """A whole `agentlab batch` run whose workflow says `sandbox: ray`: every experiment node (the harness, with
+    the LLM's method.py as its plugin) runs on the cluster."""
     from typer.testing import CliRunner
 
     from agentlab.cli import app
-    from tests.batch.helpers import meta, runs_by_workflow
-    from tests.fakes.scripts import full_run
+    from tests.batch.helpers import LEAN_SETTINGS, meta, runs_by_workflow, scripted
 
-    full_run(llm_server)
+    scripted(llm_server)
     wf = tmp_path / "wf"
     wf.mkdir()
     (wf / "on-ray.yaml").write_text(
         'idea: "Does sink plus window KV eviction keep error low at 4x?"\ncheckpoints: none\n'
-        "sandbox: {backend: ray, memory_mb: 512, timeout_s: 120, max_attempts: 2}\nliterature: {max_papers: 2}\n")
+        "sandbox: {backend: ray, memory_mb: 2048, timeout_s: 300, max_attempts: 1}\nliterature: {max_papers: 2}\n"
+        + LEAN_SETTINGS)
     r = CliRunner().invoke(app, ["batch", str(wf)], catch_exceptions=False)
     run = runs_by_workflow(Path(agent_env["AGENTLAB_RUNS_DIR"]))["on-ray"][0]
     assert r.exit_code == 0 and meta(run)["status"] == "done", r.output
-    attempt = run.repo_dir / "experiments" / "attempt-1"
-    saved = json.loads((attempt / ".job" / "result.json").read_text())
-    assert saved["backend"] == "ray" and saved["detail"].startswith("ray node") and saved["exit_code"] == 0
-    assert json.loads((attempt / "results.json").read_text())["metrics"]["compression"] == 4.0
+    p1 = run.repo_dir / "experiments" / "p1"
+    assert sorted(d.name for d in p1.iterdir()) == ["baselines-1", "implement-1", "seeds-1", "sweep-1"]
+    for node in p1.iterdir():
+        saved = json.loads((node / ".job" / "result.json").read_text())
+        assert saved["backend"] == "ray" and saved["detail"].startswith("ray node") and saved["exit_code"] == 0, node
+    res = json.loads((p1 / "implement-1" / "results.json").read_text())  # written on the worker, brought back
+    assert res["schema"] == "agentlab.harness/1" and (p1 / "implement-1" / "method.py").exists()
+    prop = next(c for c in res["cells"] if c["method"] == "proposed")
+    assert prop["status"] == "ok" and prop["values"]["ppl"]["mean"] > 0
