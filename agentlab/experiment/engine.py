@@ -161,6 +161,10 @@ def ablations(sr: StageRun) -> None:
         sr.rec.update(status="skipped", reason="the plan names no ablations")
         return
     accepted = sr.proposed_params()
+    if not {k for k in accepted if k != sr.exp["knob"]}:
+        sr.rec.update(status="skipped", reason="the proposed method has no parameter besides the key one "
+                      f"({sr.exp['knob']}) to ablate")
+        return
     done = {n.get("label") for n in sr.rec["nodes"] if n.get("status") == "ok"}
     for ablation in wanted:
         if ablation in done or not sr.may_add():
