@@ -42,18 +42,6 @@ class Plan(BaseModel):
         return self.metrics[0]
 
 
-class ExperimentCode(BaseModel):
-    explanation: str = ""
-    code: str = Field(description="complete Python program main.py; it must write results.json")
-
-    @field_validator("code")
-    @classmethod
-    def _nonempty(cls, v: str) -> str:
-        if len(v.strip()) < 10:
-            raise ValueError("code is empty")
-        return v
-
-
 class Interpretation(BaseModel):
     summary: str
     verdict: Literal["supported", "refuted", "inconclusive"]

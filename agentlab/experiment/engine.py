@@ -11,7 +11,6 @@ nodes so far, and `retry` continues that stage with another budget's worth of no
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from agentlab.experiment import choices, nodes, stages
@@ -241,7 +240,3 @@ def implement(sr: StageRun) -> None:
 
 RUNNERS = {"baselines": baselines, "implement": implement, "sweep": sweep, "ablations": ablations, "seeds": seeds}
 assert tuple(RUNNERS) == stages.stage_names()
-
-
-def elapsed_minutes(t0: float) -> float:
-    return (time.monotonic() - t0) / 60

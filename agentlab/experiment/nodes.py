@@ -26,7 +26,7 @@ RESULTS = "results.json"
 SPEC = "spec.json"
 MAX_RESULTS_BYTES = 4_000_000
 PROPOSED = "proposed"  # the label (or plugin method name) of the method under study
-_ID = re.compile(r"[A-Za-z0-9_.:/@+\-\[\]=,() ]{1,200}")
+_ID = re.compile(r"^[A-Za-z0-9_.:/@+\-\[\]=,() ]{1,200}$")
 
 
 class Values(BaseModel):
