@@ -131,7 +131,7 @@ class FamilyMethod:
             if name not in own and not takes_any:
                 close = difflib.get_close_matches(name, [self.knob, *own], n=1)
                 self._fail(name, "unknown parameter" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            if name in own and not _compatible(own[name].default, value):
+            if name in own and not value_fits(own[name].default, value):
                 self._fail(name, f"expected a {type(own[name].default).__name__} like the default "
                                  f"{own[name].default!r}, got {value!r}")
         missing = [n for n, p in own.items() if p.default is inspect.Parameter.empty and n not in params]
@@ -155,7 +155,7 @@ class FamilyMethod:
         return self.fn(*args, **kwargs)
 
 
-def _compatible(default: Any, value: Any) -> bool:
+def value_fits(default: Any, value: Any) -> bool:
     """Whether a spec value fits a parameter whose default is `default` (None and objects: anything)."""
     if default is None or default is inspect.Parameter.empty:
         return True

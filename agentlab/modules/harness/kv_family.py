@@ -12,6 +12,7 @@ import inspect
 import random
 from typing import Any
 
+from agentlab.modules.family_methods import value_fits
 from agentlab.modules.harness.family import Family, Items, MetricInfo, SpecError
 from agentlab.modules.harness.spec import suggest
 from agentlab.modules.methods import get_kv_method, kv_method_names
@@ -19,21 +20,6 @@ from agentlab.modules.methods import get_kv_method, kv_method_names
 __api__ = False
 
 DEFAULT_BUDGET = 0.25  # kv.compress's default
-
-
-def _compatible(default: Any, value: Any) -> bool:
-    """Whether `value` has the kind of the parameter's default (a float parameter also takes an int)."""
-    if default is None or default is inspect.Parameter.empty:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    return True
 
 
 def _kind(default: Any) -> str:
@@ -111,7 +97,7 @@ class KVFamily(Family):
             if k not in accepted and not open_kw:
                 raise SpecError(f"{where}.{k}", f"unknown parameter of KV method {m.name!r}{suggest(k, names)}; "
                                 f"its parameters: {', '.join(names) or 'none'}")
-            if k in accepted and not _compatible(accepted[k], v):
+            if k in accepted and not value_fits(accepted[k], v):
                 raise SpecError(f"{where}.{k}", f"expects {_kind(accepted[k])} like its default "
                                 f"{accepted[k]!r}, not {v!r}")
 
