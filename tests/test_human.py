@@ -55,3 +55,22 @@ def test_final_checkpoint_approve_ends_and_feedback_revises():
     cmd = apply_decision({"phase": "review"}, {"action": "feedback", "text": "shorter"}, stopped=False)
     assert cmd.goto == "write_report" and cmd.update["feedback"]["write_report"] == ["shorter"]
     assert apply_decision({"phase": "review"}, {"action": "reject"}, stopped=False).update["rejected"] is True
+
+
+def test_a_report_with_open_integrity_problems_cannot_be_accepted():
+    from types import SimpleNamespace
+
+    from agentlab.config import Settings
+    from agentlab.phases.checkpoint import checkpoint_payload
+
+    state = {"phase": "review", "revision": 2, "reviews": [{"overall": 9, "decision": "revise"}],
+             "report": {"pdf": "report/main.pdf", "integrity": {"open": ["caption: the number 8 in the PDF"]}}}
+    ctx = SimpleNamespace(settings=Settings(checkpoints=()))  # no stop asked for: it stops anyway
+    payload = checkpoint_payload(state, ctx)
+    assert payload and "cannot be accepted" in payload["message"] and "approve" not in payload["options"]
+    with pytest.raises(BadDecision, match=r"cannot be accepted: 1 integrity problem.*the number 8"):
+        validate_decision({"action": "approve"}, payload)
+    assert validate_decision({"action": "reject"}, payload)["action"] == "reject"
+    assert validate_decision({"action": "back", "phase": "write_report", "text": "fix"}, payload)
+    clean = {**state, "report": {"pdf": "report/main.pdf", "integrity": {"open": []}}}
+    assert checkpoint_payload(clean, ctx) is None

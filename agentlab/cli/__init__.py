@@ -26,7 +26,7 @@ COMMANDS: dict[str, Lazy] = {
     "status": Lazy("agentlab.cli.info:status",
                    "Show one run: where it is, what it waits for, usage per phase, experiment stages, report."),
     "review": Lazy("agentlab.cli.review:review", "Show the report (PDF path, reviewer scores per revision, LaTeX "
-                   "diff, number traceability) and answer it."),
+                   "diff, number traceability, integrity checks) and answer it."),
     "doctor": Lazy("agentlab.cli.info:doctor", "Report what is present and what is missing, with the exact fix for "
                    "each."),
     "sandbox": Lazy("agentlab.sandbox.cli:sandbox_app",

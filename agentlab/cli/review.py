@@ -30,7 +30,7 @@ def review(
     reject: bool = typer.Option(False, "--reject", help="Reject the report: the run ends, marked rejected."),
     runs_dir: Optional[Path] = runs_dir_option(),
 ) -> None:
-    """Show the report (PDF path, reviewer scores per revision, LaTeX diff, number traceability) and answer it."""
+    """Show the report (PDF path, reviewer scores per revision, LaTeX diff, number traceability, integrity checks) and answer it."""
     from agentlab.report import review_view as view
 
     if sum([accept, bool(revise), reject]) > 1:
@@ -42,6 +42,7 @@ def review(
     if diff:
         view.latex_diff(run_, console=console)
     view.trace_table(run_, console)
+    view.integrity_table(run_, console)
     if png:
         for p in view.render_pages_png(run_, png):
             console.print(f"page: {p}")

@@ -74,6 +74,9 @@ def validate_decision(decision: Any, payload: dict) -> dict:
             decision = {**decision, "plan": Plan.model_validate(decision.get("plan")).model_dump(mode="json")}
         except ValidationError as exc:
             raise BadDecision(f"the edited plan is invalid: {exc}") from exc
+    blocked = (payload.get("summary") or {}).get("blocked") if isinstance(payload.get("summary"), dict) else None
+    if a == "approve" and blocked and payload.get("kind") == "checkpoint":
+        raise BadDecision(blocked)
     if a == "retry" and payload.get("kind") == "checkpoint":
         raise BadDecision("retry is for a stopped phase; use approve, feedback or back here")
     return decision
@@ -96,10 +99,14 @@ def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
     else:
         last = spec.spec(phase).stages[-1:] if phase in spec.phase_names() else ()
         asks = ctx.settings.stops_after(phase) or any(ctx.settings.stops_after(phase, s) for s in last)
+    shown = summary(state, phase)
+    if shown.get("blocked"):  # a report that cannot be accepted always stops, and says why
+        return {"kind": "checkpoint", "phase": phase, "summary": shown, "message": shown["blocked"],
+                "options": ["back <phase>", *_answers(phase)]}
     if not asks:
         return None
     options = ["approve", "feedback <text>", "back <phase>", *_answers(phase)]
-    out = {"kind": "checkpoint", "phase": phase, "summary": summary(state, phase), "options": options}
+    out = {"kind": "checkpoint", "phase": phase, "summary": shown, "options": options}
     if stage:
         out["stage"] = stage
     return out

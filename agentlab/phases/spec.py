@@ -70,8 +70,19 @@ def _interpret_summary(state: Mapping[str, Any]) -> dict:
 def _review_summary(state: Mapping[str, Any]) -> dict:
     rep = state.get("report") or {}
     last = (state.get("reviews") or [{}])[-1]
-    return {"pdf": rep.get("pdf"), "revision": state.get("revision"), "overall": last.get("overall"),
-            "decision": last.get("decision")}
+    out = {"pdf": rep.get("pdf"), "revision": state.get("revision"), "overall": last.get("overall"),
+           "decision": last.get("decision")}
+    integrity = rep.get("integrity") if isinstance(rep.get("integrity"), dict) else {}
+    if integrity.get("open"):
+        out["blocked"] = blocked_message(integrity["open"])
+    return out
+
+
+def blocked_message(open_problems: list) -> str:
+    """Why a report cannot be accepted (the review checkpoint refuses approve while this holds)."""
+    items = "; ".join(str(p) for p in open_problems[:5]) + ("; ..." if len(open_problems) > 5 else "")
+    return (f"the report cannot be accepted: {len(open_problems)} integrity problem(s) are open ({items}). "
+            f"Use `back write_report` with feedback, or `reject`; `agentlab review RUN` shows report/integrity.jsonl")
 
 
 def _no_summary(state: Mapping[str, Any]) -> dict:

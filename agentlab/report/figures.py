@@ -13,7 +13,9 @@ from pathlib import Path
 
 from agentlab.experiment import analysis
 from agentlab.report.latex import render, tex_escape
+from agentlab.report.pdf_check import wrap_numbers
 from agentlab.report.schemas import FigureSpec, TableSpec
+from agentlab.report.values import fmt_number
 
 Dataset = dict  # {"rows": [dict], "path": str}
 
@@ -23,16 +25,10 @@ def _num(v) -> bool:
 
 
 def fmt_value(v) -> str:
-    """A number as LaTeX, 4 significant digits; anything else escaped."""
+    """A number as LaTeX, 4 significant digits (as the prose renders it); anything else escaped."""
     if not _num(v):
         return tex_escape(v if v is not None else "--")
-    if isinstance(v, int) or float(v).is_integer() and abs(v) < 1e6:
-        return str(int(v))
-    s = f"{v:.4g}"
-    if "e" in s:
-        mant, exp = s.split("e")
-        return f"${mant}\\times 10^{{{int(exp)}}}$"
-    return s
+    return str(v) if isinstance(v, int) else fmt_number(float(v))
 
 
 def _rows_of(obj) -> list[dict] | None:
@@ -169,27 +165,26 @@ def _where(ds: Dataset, source: str, i: int, r: dict, c: str) -> str:
     return f"{ds['path']}: {source} row {i + 1}, {c}"
 
 
-def build_table(spec: TableSpec, data: dict[str, Dataset], n: int | str,
-                label: str | None = None) -> tuple[str, list[dict]] | str:
-    """(LaTeX of the table, trace rows of its numbers), or a problem message."""
+def build_table(spec: TableSpec, data: dict[str, Dataset], n: int | str, label: str | None = None,
+                code_caption: bool = False) -> tuple[str, list[dict]] | str:
+    """(LaTeX, trace rows of its numbers), or a problem message; cells and a code-made caption's digits: NUM in check.tex."""
     ds = data.get(spec.source)
     if ds is None:
         return f"table {n} dropped: no dataset {spec.source!r} (have: {', '.join(data)})"
     allc = _columns(ds["rows"])
-    cols = [c for c in spec.columns if c in allc] or allc
-    cols = cols[:8]
+    cols = ([c for c in spec.columns if c in allc] or allc)[:8]
     trace, body = [], []
     for i, r in enumerate(ds["rows"][:30]):
         cells = []
         for c in cols:
-            v = r.get(c)
-            cells.append(fmt_value(v))
+            cells.append(fmt_value(v := r.get(c)))
             if _num(v):
                 trace.append({"number": fmt_value(v), "source": _where(ds, spec.source, i, r, c),
                               "status": "ok", "section": f"table {n}", "context": "generated from the data"})
         body.append(cells)
     align = "".join("r" if all(_num(r.get(c)) or r.get(c) is None for r in ds["rows"]) else "l" for c in cols)
     caption = tex_escape(spec.caption or f"{spec.source} (from {ds['path']})")
+    caption = wrap_numbers(caption) if code_caption or not spec.caption else caption
     tex = render("partials/table.tex.j2", caption=caption, label=label or f"tab:t{n}", align=align,
                  header=[tex_escape(c) for c in cols], rows=body)
     return tex, trace
@@ -227,7 +222,8 @@ def build_figure(spec: FigureSpec, data: dict[str, Dataset], n: int, out_dir: Pa
     else:
         ax.set_ylabel(ys[0])
     _save(fig, out_dir, f"fig-{n}")
-    caption = tex_escape(spec.caption or f"{', '.join(ys)} by {spec.x} ({spec.source})")
+    caption = tex_escape(spec.caption) if spec.caption else wrap_numbers(tex_escape(f"{', '.join(ys)} by {spec.x}"
+                                                                                   f" ({spec.source})"))
     return render("partials/figure.tex.j2", path=f"figures/fig-{n}.pdf", caption=caption, label=f"fig:f{n}")
 
 
@@ -270,7 +266,7 @@ def _caption(ds: Dataset, what: str) -> str:
 
 
 def _emit_table(spec: TableSpec, data: dict[str, Dataset], stem: str, out_dir: Path, ex: Exhibits) -> None:
-    tex, trace = build_table(spec, data, stem, label=f"tab:{stem}")
+    tex, trace = build_table(spec, data, stem, label=f"tab:{stem}", code_caption=True)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     (out_dir / "tables" / f"{stem}.tex").write_text(tex)
     ex.tables.append(stem)
@@ -366,7 +362,7 @@ def _pyplot():
 
 
 def _figure_tex(stem: str, caption: str) -> str:
-    return render("partials/figure.tex.j2", path=f"figures/{stem}.pdf", caption=tex_escape(caption),
+    return render("partials/figure.tex.j2", path=f"figures/{stem}.pdf", caption=wrap_numbers(tex_escape(caption)),
                   label=f"fig:{stem}")
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
+from agentlab.report import integrity
 from agentlab.report.reviewer import load_reviews
 from agentlab.report.writer import report_dir
 from agentlab.runs import RunDir
@@ -110,10 +111,33 @@ def trace_table(run: RunDir, console: Console | None = None, rev: int | None = N
     for col in ("number", "where", "source", "status"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        status = "[green]ok[/green]" if r["status"] == "ok" else "[red]untraced (removed)[/red]"
+        status = "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']} (not in the PDF)[/red]"
         table.add_row(r["number"], r.get("section", ""), r.get("source") or r.get("context", ""), status)
     if console is not None:
         console.print(table if rows else "no traceability table yet")
+    return table
+
+
+def integrity_table(run: RunDir, console: Console | None = None) -> Table:
+    """The audit trail (report/integrity.jsonl): what was flagged, what the writer sent back, what was decided;
+    the latest revision's open problems first (they block acceptance)."""
+    records = integrity.read(report_dir(run) / "integrity.jsonl")
+    summ = integrity.summary(records)
+    table = Table(title=f"Integrity checks (revision {summ['revision']}: {summ['flagged']} flagged, {summ['fixed']} "
+                        f"fixed by the writer, {summ['dropped']} sentence(s) removed, {len(summ['open'])} open)")
+    for col in ("rev", "where", "event", "kind", "claim", "message / replacement", "decision"):
+        table.add_column(col, overflow="fold")
+    opened = integrity.open_problems(records)
+    for r in opened + [r for r in records if r not in opened][-200:]:
+        decision = r.get("decision") or ""
+        style = {"open": "[red]open[/red]", "dropped": "[yellow]dropped[/yellow]", "fixed": "[green]fixed[/green]"}
+        table.add_row(str(r.get("revision", "")), str(r.get("section", "")), r.get("event", ""), r.get("kind", ""),
+                      str(r.get("claim", ""))[:200], str(r.get("message") or r.get("replacement") or "")[:300],
+                      style.get(decision, decision))
+    if console is not None:
+        console.print(table if records else "no integrity records yet")
+        for p in summ["open"]:
+            console.print(f"[red]open:[/red] {p}")
     return table
 
 

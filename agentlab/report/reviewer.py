@@ -45,11 +45,13 @@ def review_report(report: dict, ctx: dict, settings: Settings, llm: LLM, run: Ru
     rev = int(report.get("revision") or ctx.get("revision") or 1)
     prefix = ctx.get("memo_prefix") or f"review/rev{rev}"
     text = paper_text(run, settings.review_max_chars)
+    open_ = list((report.get("integrity") or {}).get("open") or [])
     n = max(1, settings.n_reviewers)
     reviews: list[dict] = []
     for i in range(n):
         progress(f"reviewer {i + 1}/{n}")
-        msgs = render_messages("review_reviewer", index=i + 1, total=n, focus=FOCUS[i % len(FOCUS)], paper=text)
+        msgs = render_messages("review_reviewer", index=i + 1, total=n, focus=FOCUS[i % len(FOCUS)], paper=text,
+                               open_problems=open_[:20])
         r = llm.structured(msgs, Review, phase=PHASE, purpose=f"reviewer {i + 1}", memo_key=f"{prefix}/reviewer/{i + 1}")
         reviews.append(r.model_dump(mode="json"))
     mean = round(sum(r["overall"] for r in reviews) / len(reviews), 2)
@@ -61,11 +63,14 @@ def review_report(report: dict, ctx: dict, settings: Settings, llm: LLM, run: Ru
                         sections=list(SECTIONS)),
         MetaReview, phase=PHASE, purpose="meta-review", memo_key=f"{prefix}/meta").model_dump(mode="json")
     meta["sections_to_revise"] = [s for s in meta.get("sections_to_revise", []) if s in SECTIONS]
-    decision = "accept" if mean >= settings.accept_score else "revise"
+    # a report with open integrity problems (claims code could not verify) is never accepted
+    decision = "accept" if mean >= settings.accept_score and not open_ else "revise"
+    if open_:
+        meta["weaknesses"] = [f"integrity check (must be fixed): {p}" for p in open_[:20]] + meta.get("weaknesses", [])
     scores = {k: round(sum(r[k] for r in reviews) / len(reviews), 2)
               for k in ("soundness", "presentation", "contribution", "overall", "confidence")}
     result = {"revision": rev, "reviews": reviews, "meta": meta, "overall": mean, "decision": decision,
-              "scores": scores, "commit": report.get("commit", "")}
+              "scores": scores, "commit": report.get("commit", ""), "integrity_open": open_}
     out = report_dir(run) / "reviews"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"rev-{rev}.json").write_text(json.dumps(result, indent=2))

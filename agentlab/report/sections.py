@@ -8,10 +8,11 @@ from typing import Callable
 
 from agentlab.llm.client import LLM
 from agentlab.prompts import render_messages
-from agentlab.report.bib import drop_unknown_cites, unknown_cites
+from agentlab.report import claims
+from agentlab.report.evidence import Evidence
+from agentlab.report.integrity import Trail
 from agentlab.report.latex import sanitize
 from agentlab.report.schemas import SECTION_TITLES, SectionDraft
-from agentlab.report.trace import Source, find_numbers, redact, source_of
 
 PHASE = "write_report"
 _REF = re.compile(r"\\(?:ref|autoref|cref|Cref)\{([^}]*)\}")
@@ -28,16 +29,16 @@ _NEEDS = {
 class Writer:
     """Writes, checks and fixes sections for one revision; collects the problems it could not fix."""
 
-    def __init__(self, ctx: dict, llm: LLM, sources: list[Source], numbers: list[str], keys: dict[str, dict],
+    def __init__(self, ctx: dict, llm: LLM, ev: Evidence, numbers: list[str], keys: dict[str, dict],
                  data_view: list[dict], labels: list[str], fix_rounds: int, progress: Callable[[str], None],
-                 figures: list[str] | None = None):
-        self.ctx, self.llm, self.sources, self.numbers = ctx, llm, sources, numbers
+                 trail: Trail, figures: list[str] | None = None):
+        self.ctx, self.llm, self.ev, self.numbers, self.trail = ctx, llm, ev, numbers, trail
         self.figures = list(figures or [])  # the figure files the host drew: all \includegraphics may name
         self.keys, self.data_view, self.labels = keys, data_view, labels
         self.fix_rounds, self.progress = fix_rounds, progress
         self.prefix = ctx.get("memo_prefix") or f"write_report/rev{ctx.get('revision', 1)}"
         self.problems: list[str] = []
-        self.removed: dict[str, list[dict]] = {}  # section -> trace rows of numbers removed as untraced
+        self.removed: dict[str, list[dict]] = {}  # section -> the sentences removed, as trace rows
 
     # ---- context -----------------------------------------------------------------------------
     def _papers(self, with_notes: bool) -> list[dict]:
@@ -74,7 +75,8 @@ class Writer:
 
     def _vars(self, name: str, title: str) -> dict:
         needs = _NEEDS.get(name, set())
-        attempts = [{k: a.get(k) for k in ("n", "status", "reason", "metrics")} for a in self.ctx.get("attempts") or []]
+        attempts = [{k: a.get(k) for k in ("n", "status", "reason", "metrics") if k != "metrics" or a.get("status") == "ok"}
+                    for a in self.ctx.get("attempts") or []]  # a failed attempt's numbers are not results
         stages, analysis = self._stages() if "stages" in needs else ([], {})
         return {
             "section": name, "title": SECTION_TITLES.get(name, name), "paper_title": title,
@@ -106,49 +108,88 @@ class Writer:
                                   memo_key=f"{self.prefix}/fix/{name}/{tag}")
         return out.latex
 
-    def issues(self, latex: str) -> list[str]:
-        """What code rejects in a section: unknown cite keys and numbers without a source."""
-        out = [f"\\cite key '{k}' is not in references.bib (known keys: {', '.join(self.keys) or 'none'})"
-               for k in unknown_cites(latex, set(self.keys))]
-        for label in _REF.findall(latex):
-            if label not in self.labels:
-                out.append(f"\\ref{{{label}}} points to no table or figure (labels: {', '.join(self.labels) or 'none'})")
-        for f in find_numbers(latex):
-            if source_of(f, self.sources) is None:
-                snippet = " ".join(latex[max(0, f.start - 50): f.end + 20].split())
-                out.append(f"number {f.text}{'%' if f.percent else ''} has no source in the results files or "
-                           f"the paper notes (in: \"{snippet}\")")
+    def found(self, name: str, latex: str) -> list[claims.Issue]:
+        """What code rejects in a section (docs/integrity.md): typed numbers, unbacked claims, unknown cite keys,
+        references to missing tables or figures."""
+        out = claims.check(latex, self.ev, name)
+        spans = claims.sentences(latex)
+        for m in _REF.finditer(latex):
+            if m.group(1) not in self.labels:
+                out.append(claims.Issue("ref", f"\\ref{{{m.group(1)}}} points to no table or figure "
+                                        f"(labels: {', '.join(self.labels) or 'none'})", m.start(), m.end(),
+                                        _sentence_at(spans, m.start(), len(latex))))
         return out
 
+    def issues(self, latex: str, name: str = "") -> list[str]:
+        """The messages of `found`, each with the sentence it is about."""
+        return [f"{i.message} (in: \"{_snippet(latex, i.sentence)}\")" for i in self.found(name, latex)]
+
     def check_and_fix(self, name: str, latex: str, rounds: int | None = None) -> str:
-        """Send the section back while it has problems (bounded); then drop/redact what remains."""
+        """Send the section back while it has problems (bounded, each flagged claim in the audit trail);
+        then remove every sentence that still has one."""
         latex, removed = sanitize(latex, self.figures)
         self.problems += [f"{name}: {p}" for p in removed]
+        flagged: dict[str, str] = {}  # message -> claim
         for r in range(self.fix_rounds if rounds is None else rounds):
-            problems = self.issues(latex)
-            if not problems:
-                return latex
-            self.progress(f"{name}: {len(problems)} problem(s) sent back to the writer")
+            found = self.found(name, latex)
+            if not found:
+                break
+            for i in found:
+                claim = _snippet(latex, i.sentence)
+                flagged.setdefault(i.message, claim)
+                self.trail.flagged(name, r + 1, i.kind, claim, i.message)
+            self.progress(f"{name}: {len(found)} problem(s) sent back to the writer")
+            problems = [f"{i.message} (in: \"{_snippet(latex, i.sentence)}\")" for i in found]
             latex, removed = sanitize(self.fix(name, latex, problems, f"check{r + 1}"), self.figures)
             self.problems += [f"{name}: {p}" for p in removed]
+            self.trail.rewritten(name, r + 1, latex)
+        left = {i.message for i in self.found(name, latex)}
+        for message, claim in flagged.items():
+            if message not in left:
+                self.trail.decided(name, "fix", claim, "fixed", message)
         return self.enforce(name, latex)
 
     def enforce(self, name: str, latex: str) -> str:
-        """Never let an unknown \\cite or an untraced number reach the PDF."""
-        dangling = [label for label in _REF.findall(latex) if label not in self.labels]
-        if dangling:
-            self.problems.append(f"{name}: reference(s) to missing table/figure {', '.join(dangling)}")
-        bad = unknown_cites(latex, set(self.keys))
-        if bad:
-            self.problems.append(f"{name}: removed unknown citation key(s) {', '.join(bad)}")
-            latex = drop_unknown_cites(latex, set(self.keys))
-        found = [f for f in find_numbers(latex) if source_of(f, self.sources) is None]
-        untraced = [f.text + ("%" if f.percent else "") for f in found]
-        self.removed.setdefault(name, []).extend([
-            {"number": u, "source": "", "status": "untraced", "section": name,
-             "context": " ".join(latex[max(0, f.start - 40): f.end + 30].split()) + " [removed from the PDF]"}
-            for u, f in zip(untraced, found)])
-        if untraced:
-            self.problems.append(f"{name}: removed untraced number(s) {', '.join(untraced)}")
-            latex = redact(latex, self.sources)
+        """Never let a flagged claim reach the PDF: every sentence that still has a problem is removed whole."""
+        for _ in range(3):
+            found = self.found(name, latex)
+            if not found:
+                return latex
+            spans = sorted({i.sentence for i in found})
+            for i in found:
+                self.trail.decided(name, i.kind, _snippet(latex, i.sentence), "dropped", i.message)
+                self.problems.append(f"{name}: removed the sentence \"{_snippet(latex, i.sentence, 120)}\" "
+                                     f"({i.kind}: {i.message})")
+            latex, texts = claims.drop_sentences(latex, spans)
+            self.removed.setdefault(name, []).extend(
+                {"number": "", "source": "", "status": "removed", "section": name, "context": " ".join(t.split())[:300]}
+                for t in texts)
+        for i in self.found(name, latex):  # could not be removed: it stays visible, and blocks acceptance
+            self.trail.decided(name, i.kind, _snippet(latex, i.sentence), "open", i.message)
         return latex
+
+    def title(self, title: str) -> str:
+        """The title is checked like prose; when a claim in it fails, it keeps its first clause that passes."""
+        from agentlab.report.latex import tex_escape, unicode_to_tex
+
+        tex = unicode_to_tex(tex_escape(title))
+        found = self.found("title", tex)
+        if not found:
+            return tex
+        for i in found:
+            self.trail.decided("title", i.kind, title, "replaced", i.message)
+            self.problems.append(f"title: {i.message}")
+        for part in re.split(r"\s*[:;,\u2014-]\s+", title):
+            part_tex = unicode_to_tex(tex_escape(part.strip()))
+            if part_tex and len(part_tex) > 8 and not self.found("title", part_tex):
+                return part_tex
+        return "Experimental Report"
+
+
+def _sentence_at(spans: list[tuple[int, int]], pos: int, n: int) -> tuple[int, int]:
+    return next((s for s in spans if s[0] <= pos < s[1]), (0, n))
+
+
+def _snippet(latex: str, span: tuple[int, int], limit: int = 300) -> str:
+    text = " ".join(latex[span[0]: span[1]].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -25,7 +25,7 @@ textbackslash textasciitilde textasciicircum textless textgreater textbar texten
 textbullet textdegree textquoteleft textquoteright textquotedblleft textquotedblright
 S P dag ddag copyright pounds LaTeX TeX today
 i j o O l L ss ae AE oe OE aa AA u v H c k r t d b
-untraced
+val quoted
 alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi
 varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega
 Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega

@@ -5,7 +5,8 @@ kpathsea in paranoid mode (openin_any=p, openout_any=p: no absolute paths, no `.
 off, no latexmkrc, a wall-clock timeout and file-size/CPU limits; inside bubblewrap when it is usable
 (only the TeX installation is visible, read-only; the build directory is the one writable place; no
 network), and, when the host process is root, as an unprivileged uid. The PDF and the log are read
-back with size caps, regular files only.
+back with size caps, regular files only; so are the .bbl and the build's references.bib (for the
+bibliography check, agentlab/report/pdf_check.py). A citation the log reports undefined fails the compile.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SOURCE_SUFFIXES = (".tex", ".bib", ".bst", ".cls", ".sty")
@@ -27,6 +28,7 @@ FIGURE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg")
 MAX_SOURCE_BYTES = 20 << 20
 MAX_PDF_BYTES = 100 << 20
 MAX_LOG_BYTES = 1 << 20
+MAX_BBL_BYTES = 4 << 20  # the .bbl and references.bib read back after the build
 MAX_WRITE_BYTES = 256 << 20  # per file the compile may write (ulimit -f)
 DEFAULT_SANDBOX_UID = 65533
 BUILD_IN_SANDBOX = "/build"
@@ -35,6 +37,7 @@ _RO_PATHS = ("/etc/texmf", "/etc/alternatives", "/etc/ld.so.cache", "/etc/fonts"
 _TEXMF_VARS = ("TEXMFROOT", "TEXMFDIST", "TEXMFMAIN", "TEXMFSYSVAR", "TEXMFSYSCONFIG", "TEXMFLOCAL")
 _NEVER_BIND = ("/", "/etc", "/var", "/home", "/root", "/tmp", "/proc", "/sys", "/dev", "/run")
 _FILE_LINE = re.compile(r"^\./?([^:\n]+\.tex):(\d+): (.*)$", re.MULTILINE)
+_UNDEFINED_CITE = re.compile(r"Citation [`']([^'\s]+)' on page \S+ undefined(?: on input line (\d+))?")
 
 
 @dataclass
@@ -44,6 +47,9 @@ class CompileResult:
     error_line: int | None
     pdf: Path | None
     isolation: str = ""  # how the compile was isolated, e.g. "bwrap, uid 65533"
+    bbl: str = ""  # the build's <stem>.bbl ("" if none)
+    bib_after: str = ""  # the build directory's references.bib after the build ("" if none)
+    undefined_citations: list[str] = field(default_factory=list)  # keys the log says are undefined
 
 
 def report_files(src_dir: Path) -> list[str]:
@@ -160,7 +166,7 @@ def _tex_binds() -> tuple[tuple[str, ...], str]:
 def _env(home: str, path: str) -> dict[str, str]:
     return {"PATH": path, "HOME": home, "TEXMFVAR": f"{home}/texmf-var", "TEXMFCONFIG": f"{home}/texmf-config",
             "TEXMFHOME": f"{home}/texmf", "LC_ALL": "C", "openin_any": "p", "openout_any": "p",
-            "shell_escape": "f"}
+            "shell_escape": "f", "max_print_line": "10000"}  # log lines unwrapped (warnings parsed whole)
 
 
 def _latexmk(main: str, timeout: float) -> list[str]:
@@ -313,31 +319,63 @@ def compile_pdf(src_dir: Path, timeout: float, main: str = "main.tex") -> Compil
         if rc is None:
             return CompileResult(False, f"latexmk took longer than {timeout:.0f} s (a loop in the LaTeX?)",
                                  None, None, isolation)
-        stem = main.removesuffix(".tex")
-        pdf = read_capped(build / f"{stem}.pdf", MAX_PDF_BYTES) if rc == 0 else None
-        if pdf is not None:
-            out = src_dir / f"{stem}.pdf"
-            if out.is_symlink():
-                out.unlink()
-            out.write_bytes(pdf)
-            return CompileResult(True, "", None, out, isolation)
-        text = (read_capped(root / "latexmk.out", MAX_LOG_BYTES, tail=True) or b"").decode(errors="replace")
-        log = read_capped(build / f"{stem}.log", MAX_LOG_BYTES, tail=True)
-        excerpt, line = log_error(log.decode(errors="replace") if log is not None else text)
-        if not excerpt:
-            blg = (read_capped(build / f"{stem}.blg", MAX_LOG_BYTES, tail=True) or b"").decode(errors="replace")
-            excerpt = blg[-1500:] or text[-1500:] or f"latexmk failed (exit {rc}) and wrote no log"
-        return CompileResult(False, excerpt, line, None, isolation)
+        return _result(src_dir, root, build, main, rc, isolation)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def log_error(log: str) -> tuple[str, int | None]:
-    """The first error of a pdflatex log (with its context lines) and its line in main.tex."""
+def _text(path: Path, cap: int, tail: bool = False) -> str:
+    data = read_capped(path, cap, tail=tail)
+    return data.decode(errors="replace") if data is not None else ""
+
+
+def _result(src_dir: Path, root: Path, build: Path, main: str, rc: int, isolation: str) -> CompileResult:
+    """What a finished latexmk left: the PDF (copied to src_dir), or the first error of the log; an
+    undefined citation is an error too."""
+    stem = main.removesuffix(".tex")
+    log = read_capped(build / f"{stem}.log", MAX_LOG_BYTES, tail=True)
+    log_text = log.decode(errors="replace") if log is not None else ""
+    undefined, line = undefined_citations(log_text)
+    extra = {"bbl": _text(build / f"{stem}.bbl", MAX_BBL_BYTES),
+             "bib_after": _text(build / "references.bib", MAX_BBL_BYTES), "undefined_citations": undefined}
+    pdf = read_capped(build / f"{stem}.pdf", MAX_PDF_BYTES) if rc == 0 else None
+    if pdf is not None and not undefined:
+        out = src_dir / f"{stem}.pdf"
+        if out.is_symlink():
+            out.unlink()
+        out.write_bytes(pdf)
+        return CompileResult(True, "", None, out, isolation, **extra)
+    if pdf is not None:
+        excerpt = (f"undefined citation(s): {', '.join(undefined)} (no entry in references.bib; cite only the "
+                   "keys listed)" + (f"; first use on line {line} of {main}" if line else ""))
+        return CompileResult(False, excerpt, line, None, isolation, **extra)
+    text = _text(root / "latexmk.out", MAX_LOG_BYTES, tail=True)
+    excerpt, line = log_error(log_text if log is not None else text, main)
+    if not excerpt:
+        blg = _text(build / f"{stem}.blg", MAX_LOG_BYTES, tail=True)
+        excerpt = blg[-1500:] or text[-1500:] or f"latexmk failed (exit {rc}) and wrote no log"
+    return CompileResult(False, excerpt, line, None, isolation, **extra)
+
+
+def undefined_citations(log: str) -> tuple[list[str], int | None]:
+    """The keys a pdflatex log reports as undefined citations (LaTeX's or natbib's warning), first seen
+    first, and the input line of the first one when the log gives it."""
+    keys: list[str] = []
+    line = None
+    for m in _UNDEFINED_CITE.finditer(log):
+        if m.group(1) not in keys:
+            keys.append(m.group(1))
+        if line is None and m.group(2):
+            line = int(m.group(2))
+    return keys, line
+
+
+def log_error(log: str, main: str = "main.tex") -> tuple[str, int | None]:
+    """The first error of a pdflatex log (with its context lines) and its line in `main`."""
     m = _FILE_LINE.search(log)
     if m:
         start = m.start()
-        line = int(m.group(2)) if m.group(1).endswith("main.tex") else None
+        line = int(m.group(2)) if m.group(1).removeprefix("/") == main else None
     else:
         idx = log.find("\n! ")
         if idx < 0:

@@ -134,6 +134,10 @@ def _environment(s: str, start: int, name: str, end: int, report) -> tuple[str, 
     g = _GROUP.match(s, end)
     if g and g.group(1) in allow.ENVIRONMENTS:
         return s[start:g.end()], g.end()
+    if g and name == "begin":  # a forbidden environment goes with its body (filecontents, thebibliography, ...)
+        close = s.find(f"\\end{{{g.group(1)}}}", g.end())
+        report(f"removed environment \\{name}{{{g.group(1).strip()}}}" + (" with its body" if close >= 0 else ""))
+        return "", (close + len(f"\\end{{{g.group(1)}}}")) if close >= 0 else g.end()
     if g:
         report(f"removed environment \\{name}{{{g.group(1).strip()}}}")
         return "", g.end()

@@ -31,4 +31,5 @@ def test_error_line_maps_to_its_section():
 
 
 def test_plain_text_fallback_keeps_the_words():
-    assert plain_text(r"\textbf{Perplexity} is 14.24 \cite{k}, 50% lower") == r"Perplexity is 14.24 , 50\% lower"
+    got = plain_text(r"\textbf{Perplexity} is \val[2]{seeds:h2o:ppl} \cite{k}, 50\% lower % a comment 41.3" "\nnext")
+    assert got == r"Perplexity is \val[2]{seeds:h2o:ppl} , 50 \% lower next"  # the reference survives, the comment not

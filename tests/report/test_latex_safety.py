@@ -102,7 +102,7 @@ def test_sanitizer_keeps_what_a_section_needs():
              r" \approx \mathbf{z}_{i}^{2}$, 50\% \& more\_here \{x\}\,\quad a\\ b \ldots\textsuperscript{a}"
              "\n\\begin{itemize}\\item one\\end{itemize}\\begin{table}[t]\\centering\\small\\caption{C}"
              r"\begin{tabular}{lr}\toprule a & b \\ \midrule \multicolumn{2}{c}{x} \\ \bottomrule\end{tabular}"
-             r"\end{table}\footnote{F.} \untraced{} \includegraphics[width=0.8\linewidth]{" + FIG + "}")
+             r"\end{table}\footnote{F.} \val[2]{seeds:h2o:ppl} \quoted{k}{x} \includegraphics[width=0.8\linewidth]{" + FIG + "}")
     assert sanitize(latex, [FIG]) == (latex, [])
     for name in ("abstract", "introduction", "results", "discussion"):
         assert sanitize(sections()[name], [FIG])[1] == []
@@ -120,7 +120,7 @@ def test_sanitizer_drops_unknown_macros_links_and_comments():
 def test_attack_sections_never_reach_the_pdf_through_write_report(srv, tmp_path, secret):
     attacks = [template.format(**secret) for _, template, _ in ATTACKS]
     names = ["introduction", "related_work", "method", "experimental_setup", "results", "discussion"]
-    drafts = {n: [sections()[n] + " CANARY" + n.upper() + " " + " ".join(attacks[i::len(names)])]
+    drafts = {n: [sections()[n] + "\n\nThe CANARY" + n.upper() + " word stays.\n\n" + " ".join(attacks[i::len(names)])]
               for i, n in enumerate(names)}
     drafts["conclusion"] = [sections()["conclusion"] + r" The \kvbudgetsweep{} is small."]
     writer = script(srv, Writer(drafts=drafts))
@@ -141,7 +141,7 @@ def test_attack_sections_never_reach_the_pdf_through_write_report(srv, tmp_path,
 
 
 def test_a_normal_section_with_math_table_citation_and_figure_still_renders(srv, tmp_path):
-    results = (sections()["results"] + r" The score is $\alpha \cdot \frac{1}{2} \leq \beta$ \citet{park2023linear}."
+    results = (sections()["results"] + r" The score is $\alpha \cdot \frac{\gamma}{\delta} \leq \beta$ \citet{park2023linear}."
                "\n\\begin{table}[h]\\centering\\caption{Handmade}\\begin{tabular}{ll}\\toprule"
                r" method & verdict \\ \midrule eviction & keeps quality \\ \bottomrule\end{tabular}\end{table}"
                "\n\\begin{figure}[h]\\centering\\includegraphics[width=0.5\\linewidth]{" + FIG + "}"
@@ -152,7 +152,7 @@ def test_a_normal_section_with_math_table_citation_and_figure_still_renders(srv,
     out = write_report(load_ctx(), s, llm, run, lambda m: None)
     assert out["compiled"] and out["problems"] == []
     tex = (run.repo_dir / "report" / "main.tex").read_text()
-    assert r"\includegraphics[width=0.5\linewidth]{figures/fig-1.pdf}" in tex and r"\frac{1}{2}" in tex
+    assert r"\includegraphics[width=0.5\linewidth]{figures/fig-1.pdf}" in tex and r"\frac{\gamma}{\delta}" in tex
     text = " ".join(pdf_text(run.repo_dir / out["pdf"]).split())
     for words in ("keeps quality", "The host figure again.", "The linear representation hypothesis", "14.24"):
         assert words in text

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from agentlab.report import ReportFailed, write_report
+from agentlab.report import ReportFailed, integrity, write_report
 from tests.report.scripted import Writer, ledger_phases, load_ctx, make_llm, make_run, script, sections, user_text
 
 
@@ -26,13 +26,17 @@ def test_report_compiles_with_result_numbers_and_cited_titles(srv, tmp_path):
     out, run, _ = _write(srv, tmp_path)
     assert out["compiled"] and out["problems"] == [] and (run.repo_dir / out["pdf"]).exists()
     text = " ".join(pdf_text(run).split())
-    for number in ("14.24", "13.90", "14.6", "16.9", "14.02", "2.4%", "75%"):  # prose and the stage tables
+    for number in ("14.24", "13.9", "14.6", "16.9", "14.02", "2.4%", "4.00"):  # prose and the stage tables
         assert number in text
     for title in ("The linear representation hypothesis and the geometry of large language models",
                   "Heat-bath random walks with Markov bases", "Causal parrots"):
         assert title in text
     assert all(t["status"] == "ok" and t["source"] for t in out["trace"])
-    assert any(t["number"] == "27" and "note park2023linear" in t["source"] for t in out["trace"])
+    assert any(t["number"] == "27 concepts" and t["source"] == "paper park2023linear, chunk 3 (verbatim)"
+               for t in out["trace"])
+    pct = next(t for t in out["trace"] if t.get("ref") == "pct(seeds:proposed:ppl, seeds:full:ppl)")
+    assert pct["number"] == "2.4%" and pct["source"].startswith("derived: pct(") and "seeds-1" in pct["source"]
+    assert out["integrity"] == {"revision": 1, "flagged": 0, "fixed": 0, "dropped": 0, "open": []}
     saved = json.loads((run.repo_dir / "report" / "trace-rev-1.json").read_text())
     assert saved == out["trace"]
     repo = run.repo()
@@ -65,28 +69,41 @@ def test_results_section_has_one_table_per_stage_and_the_figures(srv, tmp_path):
     assert '"strongest_baseline"' in user_text(section)
 
 
+FABRICATED = r" Our method is 41.3\% faster than H2O \cite{zhang2023h2o}."
+
+
 def test_fabricated_number_and_unknown_cite_go_back_to_the_writer(srv, tmp_path):
-    bad = sections()["results"] + r" Our method is 41.3\% faster than H2O \cite{zhang2023h2o}."
-    writer = Writer(drafts={"results": [bad]})  # the fix reply is the clean section
+    writer = Writer(drafts={"results": [sections()["results"] + FABRICATED]})  # the fix reply is the clean section
     out, run, _ = _write(srv, tmp_path, writer)
     fix = [r for r in srv.requests if r["key"] == "SectionDraft" and "FIX SECTION: results" in user_text(r)]
     assert len(fix) == 1
-    assert "41.3%" in user_text(fix[0]) and "zhang2023h2o" in user_text(fix[0])
+    assert "41.3 is typed" in user_text(fix[0]) and "zhang2023h2o" in user_text(fix[0])
     tex = (run.repo_dir / "report" / "main.tex").read_text()
     assert "41.3" not in tex and "zhang2023h2o" not in tex
     assert out["problems"] == [] and all(t["status"] == "ok" for t in out["trace"])
+    trail = integrity.read(run.repo_dir / "report" / "integrity.jsonl")
+    flagged = {r["kind"] for r in trail if r["event"] == "flagged"}
+    assert {"digit", "unknown_cite"} <= flagged
+    assert [r["replacement"] for r in trail if r["event"] == "rewritten"] == [sections()["results"]]
+    assert {r["decision"] for r in trail if r["event"] == "decided"} == {"fixed"}
+    assert out["integrity"]["fixed"] >= 2 and out["integrity"]["open"] == []
 
 
-def test_fabrication_the_writer_keeps_is_removed_from_the_pdf(srv, tmp_path):
-    bad = sections()["results"] + r" Our method is 41.3\% faster than H2O \cite{zhang2023h2o}."
+def test_fabrication_the_writer_keeps_is_removed_from_the_pdf_with_its_sentence(srv, tmp_path):
+    bad = sections()["results"] + FABRICATED
     writer = Writer(drafts={"results": [bad]}, fixes={"results": [bad, bad]})
     out, run, _ = _write(srv, tmp_path, writer, report_fix_rounds=2)
     assert writer.seen.count(("fix", "results")) == 2  # bounded
     text = " ".join(pdf_text(run).split())
-    assert "41.3" not in text and "[number removed: untraced]" in text
+    assert "41.3" not in text and "faster than H2O" not in text  # the whole sentence, not only its digits
+    assert "a compression of 4.00" in text  # the rest of the section stays
     assert "zhang2023h2o" not in (run.repo_dir / "report" / "main.tex").read_text()
-    assert any("zhang2023h2o" in p for p in out["problems"]) and any("41.3" in p for p in out["problems"])
-    assert [t["number"] for t in out["trace"] if t["status"] == "untraced"] == ["41.3%"]
+    assert any("removed the sentence" in p and "41.3" in p for p in out["problems"])
+    trail = integrity.read(run.repo_dir / "report" / "integrity.jsonl")
+    assert len([r for r in trail if r["event"] == "rewritten"]) == 2
+    dropped = [r for r in trail if r["decision"] == "dropped"]
+    assert dropped and all("41.3" in r["claim"] for r in dropped) and out["integrity"]["dropped"] == len(dropped)
+    assert [t["context"] for t in out["trace"] if t["status"] == "removed"] == [FABRICATED.strip()]
 
 
 # an allowed command used wrongly (an unknown one never reaches pdflatex: the sanitizer removes it)
@@ -110,7 +127,7 @@ def test_latex_error_that_is_never_repaired_ends_as_plain_text(srv, tmp_path):
     out, run, _ = _write(srv, tmp_path, writer, latex_repairs=2)
     assert writer.seen.count(("fix", "results")) == 2
     assert out["compiled"] and any("plain text" in p for p in out["problems"])
-    assert "14.24" in pdf_text(run)
+    assert "14.24" in pdf_text(run)  # its \\val references survive the plain-text fallback
 
 
 def test_failed_experiment_is_reported_honestly_without_numbers(srv, tmp_path):
@@ -128,8 +145,10 @@ def test_failed_experiment_is_reported_honestly_without_numbers(srv, tmp_path):
     text = " ".join(pdf_text(run).split())
     assert "this report has no results" in text and "14.24" not in text
     assert list((run.repo_dir / "report" / "tables").iterdir()) == []
-    # 512 (context length) came from the results' spec, which this run does not have: removed too
-    assert [t["number"] for t in out["trace"] if t["status"] == "untraced"] == ["512", "14.24"]
+    assert "was expected" not in text  # the sentence with the typed number is gone
+    removed = [t["context"] for t in out["trace"] if t["status"] == "removed"]
+    assert "No stage produced results; perplexity 14.24 was expected." in removed
+    assert any(r"\val{count:seeds}" in r for r in removed)  # a reference to a value this run does not have
 
 
 def test_run_without_papers_has_no_citations_and_no_bibliography(srv, tmp_path):
@@ -138,7 +157,7 @@ def test_run_without_papers_has_no_citations_and_no_bibliography(srv, tmp_path):
     assert ("fix", "introduction") in writer.seen  # its \cite keys were sent back first
     tex = (run.repo_dir / "report" / "main.tex").read_text()
     assert "\\cite" not in tex and "\\bibliography{" not in tex
-    assert any("removed unknown citation key(s) park2023linear" in p for p in out["problems"])
+    assert any("removed the sentence" in p and "park2023linear" in p for p in out["problems"])
     assert "References" not in pdf_text(run)
 
 
