@@ -72,11 +72,11 @@ def check_plugins() -> Check:
 
 
 def check_latex() -> Check:
-    missing = [t for t in ("latexmk", "pdflatex", "bibtex") if not shutil.which(t)]
-    if missing:
+    missing = [t for t in ("latexmk", "pdflatex", "bibtex", "pdftotext") if not shutil.which(t)]
+    if missing:  # pdftotext reads the compiled report back: without it no report can pass the integrity check
         return Check("LaTeX toolchain", False, f"missing: {', '.join(missing)}",
                      "apt-get install -y latexmk texlive-latex-base texlive-latex-recommended "
-                     "texlive-fonts-recommended lmodern")
+                     "texlive-fonts-recommended lmodern poppler-utils")
     ver = subprocess.run(["pdflatex", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     return Check("LaTeX toolchain", True, ver[0] if ver else "pdflatex present")
 

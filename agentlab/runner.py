@@ -190,8 +190,11 @@ def _loop(run: RunDir, settings: Settings, graph, ctx: RunContext, first: Any, p
             prog.pause()
             decision = asker(payload)
             prog.resume()
-        elif payload["kind"] == "checkpoint" and settings.on_checkpoint == "approve":
+        elif payload["kind"] == "checkpoint" and settings.on_checkpoint == "approve" and \
+                "approve" in payload.get("options", ["approve"]):
             decision = {"action": "approve"}
+        elif payload["kind"] == "checkpoint" and payload.get("message"):  # it cannot be approved (a blocked report)
+            return Outcome("stopped", payload)
         else:
             return Outcome("parked" if payload["kind"] == "checkpoint" else "stopped", payload)
         run.log(f"human at {payload.get('phase')}: {decision}")

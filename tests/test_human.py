@@ -74,3 +74,29 @@ def test_a_report_with_open_integrity_problems_cannot_be_accepted():
     assert validate_decision({"action": "back", "phase": "write_report", "text": "fix"}, payload)
     clean = {**state, "report": {"pdf": "report/main.pdf", "integrity": {"open": []}}}
     assert checkpoint_payload(clean, ctx) is None
+
+
+def test_headless_approve_never_loops_on_a_report_that_cannot_be_accepted(tmp_path):
+    """`--on-checkpoint approve` answers approve only where it is offered; a blocked report stops the run."""
+    from types import SimpleNamespace
+
+    from agentlab.config import Settings
+    from agentlab.runner import _loop
+    from agentlab.runs import RunDir
+
+    blocked = {"kind": "checkpoint", "phase": "review", "message": "the report cannot be accepted: ...",
+               "options": ["back <phase>", "reject"]}
+    fed: list = []
+
+    class Graph:  # one interrupt, then the same one again: what the graph shows while the report stays blocked
+        def stream(self, inp, config, **kw):
+            fed.append(inp)
+            return iter(())
+
+        def get_state(self, config):
+            return SimpleNamespace(interrupts=[SimpleNamespace(value=blocked)], values={})
+
+    prog = SimpleNamespace(pause=lambda: None, resume=lambda: None)
+    run = RunDir.create(tmp_path, "blocked report")
+    out = _loop(run, Settings(on_checkpoint="approve"), Graph(), None, None, prog, None)
+    assert out.status == "stopped" and out.exit_code == 3 and out.payload is blocked and len(fed) == 1

@@ -143,7 +143,11 @@ def finish(run: RunDir, outcome: Outcome) -> NoReturn:
         console.print(f"  or:        agentlab resume {run.id} --feedback \"...\"  |  --back plan --feedback \"...\"")
     elif outcome.status == "stopped":
         console.print(f"[red]Run {run.id} stopped in {p.get('phase')}:[/] {p.get('message')}", highlight=False)
-        console.print(f"  after fixing it:  agentlab resume {run.id}   (add e.g. --max-cost N for a budget stop)")
+        if p.get("kind") == "checkpoint":  # a checkpoint that cannot be approved (a report with open problems)
+            console.print(f"  see why:   agentlab review {run.id}")
+            console.print(f"  then:      agentlab resume {run.id} --back write_report --feedback \"...\"  |  --reject")
+        else:
+            console.print(f"  after fixing it:  agentlab resume {run.id}   (add e.g. --max-cost N for a budget stop)")
     elif outcome.status == "done" and not outcome.ran:
         console.print(f"Run {run.id} is finished. Review it: agentlab review {run.id}")
     elif outcome.status == "done":
