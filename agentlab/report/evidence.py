@@ -41,9 +41,9 @@ def evidence(ctx: dict, data: dict, ledger: Ledger, keys: set[str]) -> Evidence:
         spec = res.get("spec") if isinstance(res.get("spec"), dict) else {}
         models |= {str(x).lower() for x in (env.get("model"), spec.get("model")) if x}
     methods = {m.lower() for v in vals.values() for m in v.methods if m and v.kind in ("result", "count")}
-    tests = {v.rows[0]: float(v.value) for v in vals.values() if v.kind == "test"}
-    for v in [v for v in vals.values() if v.kind == "test"]:
-        tests[v.methods[-1]] = float(v.value)
+    tests = {}
+    for v in [v for v in vals.values() if v.kind == "test"]:  # by the baseline's id and by its method name
+        tests[v.rows[0]] = tests[v.methods[-1]] = float(v.value)
     n = vals.get("count:seeds")
     alpha = vals.get("stat:alpha")
     return Evidence(ledger, int(n.value) if n else 0, sorted(devices), sorted(models), methods, tests,

@@ -52,10 +52,6 @@ class Trail:
         return self._add(section=section, round=None, event="decided", kind=kind, claim=_clip(claim, 600),
                          message=_clip(message, 600), replacement="", decision=decision)
 
-    def open(self) -> list[dict]:
-        return [r for r in self.records if r["event"] == "decided" and r["decision"] == "open"]
-
-
 def read(path: Path) -> list[dict]:
     """Every record of the trail (bounded read; a malformed line is skipped)."""
     p = Path(path)
@@ -74,22 +70,27 @@ def read(path: Path) -> list[dict]:
     return out
 
 
+def _latest(records: list[dict]) -> int:
+    return max([int(r.get("revision") or 0) for r in records] or [0])
+
+
+def _open_of(records: list[dict], revision: int) -> list[dict]:
+    return [r for r in records if r.get("revision") == revision and r.get("event") == "decided"
+            and r.get("decision") == "open"]
+
+
 def open_problems(records: list[dict]) -> list[dict]:
     """The open decisions of the latest revision in the trail."""
-    if not records:
-        return []
-    last = max(int(r.get("revision") or 0) for r in records)
-    return [r for r in records if r.get("revision") == last and r.get("event") == "decided"
-            and r.get("decision") == "open"]
+    return _open_of(records, _latest(records))
 
 
 def summary(records: list[dict], revision: int | None = None) -> dict:
     """Counts per decision of one revision (default: the latest), and its open problems (for the checkpoint
     and the reviewers)."""
-    last = revision if revision is not None else max([int(r.get("revision") or 0) for r in records] or [0])
+    last = revision if revision is not None else _latest(records)
     mine = [r for r in records if r.get("revision") == last]
     count = {d: sum(1 for r in mine if r.get("event") == "decided" and r.get("decision") == d) for d in DECISIONS}
     return {"revision": last, "flagged": sum(1 for r in mine if r.get("event") == "flagged"),
             "fixed": count["fixed"], "dropped": count["dropped"],
             "open": [f"{r.get('section')}: {r.get('message')}" + (f" ({r.get('claim')})" if r.get("claim") else "")
-                     for r in mine if r.get("event") == "decided" and r.get("decision") == "open"]}
+                     for r in _open_of(records, last)]}
