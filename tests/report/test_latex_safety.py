@@ -281,3 +281,9 @@ def test_a_compile_that_never_ends_is_killed_with_everything_it_started(tmp_path
         except OSError:
             continue
     assert left == []
+
+
+def test_the_writer_cannot_use_the_placeholder_macro_to_hide_a_typed_number():
+    """`\\agentlabnum` prints NUM in the check build: only code may emit it, so a section's is removed."""
+    clean, problems = sanitize(r"We reach \agentlabnum{41.3} perplexity.", [])
+    assert "agentlabnum" not in clean and any("agentlabnum" in p for p in problems)
