@@ -185,6 +185,25 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from exc
 
 
+def parse_set_options(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` options (run, resume, batch) as overrides; a bad item names the setting it meant.
+    VALUE is coerced like a TOML/env value (JSON for a dict, a comma list for a tuple)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = str(item).partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set sandbox=bwrap")
+        if key not in {f.name for f in fields(Settings)} or key == "api_key":
+            import difflib
+
+            near = difflib.get_close_matches(key, [f.name for f in fields(Settings) if f.name != "api_key"], n=1)
+            raise ConfigError(f"--set {item!r}: unknown setting {key!r}"
+                              + (f" (did you mean {near[0]!r}?)" if near else ""))
+        out[key] = _coerce(key, raw.strip())
+    return out
+
+
 def _check_names(s: Settings) -> None:
     """Names that must exist in a registry (plugins included): say which ones do, before anything runs."""
     if s.llm_backend:
