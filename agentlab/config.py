@@ -1,7 +1,9 @@
 """Settings: defaults < TOML file < environment < CLI flags, frozen into one object per run.
 
 The run directory keeps a copy (`settings.json`, secrets removed) so `agentlab resume` in a new
-process runs with the same settings, plus whatever the resume flags override (budgets, endpoint).
+process runs with the same settings; resume layers the same sources over it (saved < TOML file <
+environment < flags, `resume_settings`) and reports what changed. Every choice is checked here, before
+a run is created or continued, and a wrong name gets the nearest valid one (`did you mean`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -159,7 +162,8 @@ _ENV = {
 def _coerce(name: str, value: Any) -> Any:
     types = {f.name: f.type for f in fields(Settings)}
     if name not in types:
-        raise ConfigError(f"unknown setting {name!r}")
+        raise unknown("setting", name, [n for n in types if n != "api_key"], "the settings are the fields of "
+                      "agentlab/config.py:Settings")
     t = str(types[name])
     try:
         if name == "checkpoints":
@@ -204,20 +208,61 @@ def parse_set_options(items: list[str] | tuple[str, ...] | None) -> dict[str, An
     return out
 
 
+def unknown(what: str, value: Any, choices: Any, listing: str | None = None) -> ConfigError:
+    """`unknown sandbox 'bwarp' (did you mean 'bwrap'?); choose one of: auto, bwrap, ...` (`listing`: what to
+    say instead of the list, when it is long)."""
+    import difflib
+
+    names = [str(c) for c in choices]
+    near = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ConfigError(f"unknown {what} {value!r}{hint}; {listing or 'choose one of: ' + ', '.join(names)}")
+
+
+def _choose(what: str, value: Any, choices: Any) -> None:
+    if value not in list(choices):
+        raise unknown(what, value, choices)
+
+
 def _check_names(s: Settings) -> None:
-    """Names that must exist in a registry (plugins included): say which ones do, before anything runs."""
+    """Names that must exist (a fixed list or a registry, plugins included): refused before anything runs."""
+    from agentlab.paths import templates_dir
+
+    _choose("on_checkpoint", s.on_checkpoint, ("approve", "park"))
+    _choose("structured_mode", s.structured_mode, ("auto", "json_schema", "json_object", "prompt"))
+    _choose("api_doc_mode", s.api_doc_mode, ("full", "compact"))
+    _choose("proposal", s.proposal, ("auto", "code", "spec"))
+    _choose("experiment_model", s.experiment_model, ("smollm2", "tiny-llama"))
+    root = templates_dir()
+    _choose("report template", s.template,
+            sorted(p.name for p in root.iterdir() if (p / "main.tex.j2").exists()) if root.exists() else [])
+    from agentlab.sandbox.base import backend_names
+
+    _choose("sandbox", s.sandbox, ["auto", *backend_names()])
+    from agentlab.retrieval.retriever import retriever_names
+
+    _choose("retriever", s.retriever, retriever_names())
     if s.llm_backend:
         from agentlab.llm.backend import LLM_BACKENDS
 
-        if s.llm_backend not in LLM_BACKENDS:
-            raise ConfigError(f"llm_backend {s.llm_backend!r} is unknown; choose one of: {', '.join(LLM_BACKENDS.names())}")
+        _choose("llm_backend", s.llm_backend, LLM_BACKENDS.names())
     if s.paper_sources:
         from agentlab.literature.paper_source import PAPER_SOURCES
 
-        bad = [n for n in s.paper_sources if n not in PAPER_SOURCES]
-        if bad:
-            raise ConfigError(f"paper_sources: unknown {', '.join(map(repr, bad))}; "
-                              f"choose from: {', '.join(PAPER_SOURCES.names())}")
+        for name in s.paper_sources:
+            _choose("paper source", name, PAPER_SOURCES.names())
+
+
+MIN_IDEA = 10  # characters, whitespace collapsed (the same rule as a workflow file's idea)
+
+
+def check_idea(idea: str) -> str:
+    """The idea, whitespace collapsed; a ConfigError when it is empty or too short to be a research question."""
+    text = " ".join(str(idea or "").split())
+    if len(text) < MIN_IDEA:
+        raise ConfigError(f"the idea must be a real research question ({MIN_IDEA} characters or more), e.g. "
+                          "agentlab run \"Does H2O keep perplexity within 5% at 4x compression?\"")
+    return text
 
 
 def _check_experiment(s: Settings) -> None:
@@ -227,10 +272,6 @@ def _check_experiment(s: Settings) -> None:
         check_budgets(s.stage_budgets)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if s.proposal not in ("auto", "code", "spec"):
-        raise ConfigError(f"proposal must be auto, code or spec (got {s.proposal!r})")
-    if s.experiment_model not in ("smollm2", "tiny-llama"):
-        raise ConfigError(f"experiment_model must be smollm2 or tiny-llama (got {s.experiment_model!r})")
     for name, lo, hi in (("drafts", 1, 10), ("seeds", 1, 10), ("harness_items", 1, 64)):
         v = getattr(s, name)
         if not lo <= v <= hi:
@@ -240,12 +281,8 @@ def _check_experiment(s: Settings) -> None:
 
 
 def _validate(s: Settings) -> Settings:
-    if s.on_checkpoint not in ("approve", "park"):
-        raise ConfigError("--on-checkpoint must be approve or park")
-    _check_experiment(s)
-    if s.structured_mode not in ("auto", "json_schema", "json_object", "prompt"):
-        raise ConfigError("structured_mode must be auto, json_schema, json_object or prompt")
     _check_names(s)
+    _check_experiment(s)
     for name in ("max_cost", "max_tokens", "max_minutes"):
         v = getattr(s, name)
         if v is not None and v <= 0:
@@ -253,11 +290,10 @@ def _validate(s: Settings) -> Settings:
     return s
 
 
-def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                  base: Settings | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Build settings: `base` (or defaults) < TOML file < environment < `overrides` (CLI flags)."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+def _layers(config_file: str | Path | None, env: Mapping[str, str], set_values: Mapping[str, Any] | None,
+            overrides: Mapping[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(source, values) from the TOML file, the environment, `--set` and the flags, lowest first."""
+    layers: list[tuple[str, dict[str, Any]]] = []
     path = Path(config_file) if config_file else Path(env.get("AGENTLAB_CONFIG", "agentlab.toml"))
     if path.exists():
         try:
@@ -265,31 +301,85 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
         section = data.get("agentlab", data)
-        for k, v in section.items():
-            values[k] = _coerce(k, v)
+        layers.append((str(path), {k: _coerce(k, v) for k, v in section.items()}))
     elif config_file:
         raise ConfigError(f"config file {path} does not exist")
     for var, name in _ENV.items():
         if env.get(var):
-            values[name] = _coerce(name, env[var])
-    for k, v in (overrides or {}).items():
-        if v is not None:
-            values[k] = _coerce(k, v)
-    start = base if base is not None else Settings()
-    return _validate(replace(start, **values))
+            layers.append((f"env {var}", {name: _coerce(name, env[var])}))
+    layers.append(("--set", {k: _coerce(k, v) for k, v in (set_values or {}).items() if v is not None}))
+    layers.append(("flag", {k: _coerce(k, v) for k, v in (overrides or {}).items() if v is not None}))
+    return layers
 
 
-def settings_from_run(path: Path, overrides: dict[str, Any] | None = None,
-                      env: dict[str, str] | None = None) -> Settings:
-    """Settings saved with a run, with the secret re-read from the environment and flags applied."""
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                  base: Settings | None = None, env: Mapping[str, str] | None = None, *,
+                  set_values: Mapping[str, Any] | None = None, validate: bool = True,
+                  sources: dict[str, str] | None = None) -> Settings:
+    """Build settings: `base` (or defaults) < TOML file < environment < `set_values` (--set) < `overrides`
+    (flags). `sources`, when given, is filled with setting -> where its value came from."""
+    values: dict[str, Any] = {}
+    for source, layer in _layers(config_file, os.environ if env is None else env, set_values, overrides):
+        values.update(layer)
+        if sources is not None:
+            sources.update({k: source for k in layer})
+    s = replace(base if base is not None else Settings(), **values)
+    return _validate(s) if validate else s
+
+
+def saved_settings(path: Path) -> Settings:
+    """The settings a run saved (not validated: an old run may hold a value that is no longer valid)."""
     data = json.loads(path.read_text())
     data["checkpoints"] = tuple(data.get("checkpoints", DEFAULT_CHECKPOINTS))
     data["paper_sources"] = tuple(data.get("paper_sources", ()))
     known = {f.name for f in fields(Settings)}
-    base = Settings(**{k: v for k, v in data.items() if k in known})
+    return Settings(**{k: v for k, v in data.items() if k in known})
+
+
+def settings_from_run(path: Path, overrides: dict[str, Any] | None = None,
+                      env: dict[str, str] | None = None, validate: bool = True) -> Settings:
+    """Settings saved with a run, with the secret re-read from the environment and flags applied."""
+    base = saved_settings(path)
     env = os.environ if env is None else env
     extra: dict[str, Any] = {"api_key": env.get("OPENAI_API_KEY")}
     if env.get("OPENAI_BASE_URL"):
         extra["base_url"] = env["OPENAI_BASE_URL"]
     extra.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return _validate(replace(base, **{k: _coerce(k, v) for k, v in extra.items() if v is not None or k == "api_key"}))
+    s = replace(base, **{k: _coerce(k, v) for k, v in extra.items() if v is not None or k == "api_key"})
+    return _validate(s) if validate else s
+
+
+#: settings a resume never changes or reports: the secret, and where the run lives
+_NOT_RESUMED = ("api_key", "runs_dir")
+
+
+def resume_settings(path: Path, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                    set_values: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                    ) -> tuple[Settings, list[dict[str, Any]]]:
+    """A run's saved settings < TOML file < environment < --set < flags, validated; and what changed
+    ([{setting, old, new, source}]) against what was saved."""
+    saved = saved_settings(path)
+    env = os.environ if env is None else env
+    sources: dict[str, str] = {}
+    new = load_settings(config_file, dict(overrides or {}), base=saved, env=env, set_values=set_values,
+                        validate=False, sources=sources)
+    new = replace(new, runs_dir=saved.runs_dir, api_key=env.get("OPENAI_API_KEY") or new.api_key)
+    return _validate(new), changed(saved, new, sources)
+
+
+def changed(old: Settings, new: Settings, sources: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The settings that differ between `old` and `new`, with the source that set each (public values only)."""
+    a, b = old.public_dict(), new.public_dict()
+    return [{"setting": k, "old": a.get(k), "new": b.get(k), "source": sources.get(k, "?")}
+            for k in sorted(b) if k not in _NOT_RESUMED and a.get(k) != b.get(k)]
+
+
+def with_settings(s: Settings, values: Mapping[str, Any], source: str) -> tuple[Settings, list[dict[str, Any]]]:
+    """`s` with `values` applied (coerced and validated like flags), and the changes they make."""
+    new = _validate(replace(s, **{k: _coerce(k, v) for k, v in values.items() if k not in _NOT_RESUMED}))
+    return new, changed(s, new, {k: source for k in values})
+
+
+def describe_change(c: Mapping[str, Any]) -> str:
+    """`structured_mode: 'json_schema' -> 'auto' (env AGENTLAB_STRUCTURED_MODE)`"""
+    return f"{c['setting']}: {c['old']!r} -> {c['new']!r} ({c['source']})"

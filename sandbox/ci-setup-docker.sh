@@ -45,9 +45,18 @@ else
   say "dockerd up with storage driver $started"
 fi
 
+stale=""
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  # an image from the old script ran python from the host venv's own path: under /tmp the sandbox hides it
+  img_path="$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed -n 's/^PATH=//p')"
+  case ":$img_path:" in
+    *:/tmp/*|*:/job/*) stale="its PATH ($img_path) lies under a path the sandbox hides";;
+  esac
+fi
+if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ -z "$stale" ]; then
   say "image $IMAGE present"
 else
+  [ -n "$stale" ] && say "rebuilding $IMAGE: $stale"
   say "building $IMAGE offline (a few minutes)"
   if ! bash "$ROOT_DIR/sandbox/build-offline-image.sh" "$IMAGE"; then
     give_up "building $IMAGE failed"

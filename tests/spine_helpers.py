@@ -39,3 +39,34 @@ def status(env: dict, run: Path) -> dict:
 
 def ledger_rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "ledger.jsonl").read_text().splitlines() if line.strip()]
+
+
+#: the smallest staged experiment (one draft, one seed, one item, no ablations), for tests about the CLI
+LEAN = '[agentlab]\ndrafts = 1\nseeds = 1\nharness_items = 1\n\n[agentlab.stage_budgets.implement]\nnodes = 1\n'
+
+
+def lean_settings(agent_env: dict, llm_server, tmp_path: Path, monkeypatch) -> dict:
+    """agent_env with the LEAN settings file, and the scripted server answering a whole run (no ablations)."""
+    from tests.fakes.scripts import PLAN, full_run
+
+    cfg = tmp_path / "lean.toml"
+    cfg.write_text(LEAN)
+    monkeypatch.setenv("AGENTLAB_CONFIG", str(cfg))
+    full_run(llm_server, Plan={**PLAN, "ablations": []})
+    return {**agent_env, "AGENTLAB_CONFIG": str(cfg)}
+
+
+def command_tree(app) -> dict[str, object]:
+    """Every command of the Typer `app`, loaded: 'agentlab', 'agentlab run', 'agentlab sandbox run', ..."""
+    import typer
+
+    out: dict[str, object] = {}
+
+    def walk(cmd, path: str) -> None:
+        out[path] = cmd
+        subs = cmd.load_all() if hasattr(cmd, "load_all") else getattr(cmd, "commands", {})
+        for name, sub in subs.items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "agentlab")
+    return out

@@ -11,34 +11,16 @@ import typer
 
 from agentlab.cli import COMMANDS, app
 from agentlab.cli import docs as cli_docs
-from tests.fakes.scripts import PLAN, full_run
-from tests.spine_helpers import ROOT, cli, only_run, status
-
-# the smallest staged experiment (one draft, one seed, one item, no ablations): these tests are about the CLI
-LEAN = '[agentlab]\ndrafts = 1\nseeds = 1\nharness_items = 1\n\n[agentlab.stage_budgets.implement]\nnodes = 1\n'
+from tests.spine_helpers import ROOT, cli, command_tree, lean_settings, only_run, status
 
 
 @pytest.fixture
 def lean_env(agent_env, llm_server, tmp_path, monkeypatch):
-    cfg = tmp_path / "lean.toml"
-    cfg.write_text(LEAN)
-    monkeypatch.setenv("AGENTLAB_CONFIG", str(cfg))
-    full_run(llm_server, Plan={**PLAN, "ablations": []})
-    return {**agent_env, "AGENTLAB_CONFIG": str(cfg)}
+    return lean_settings(agent_env, llm_server, tmp_path, monkeypatch)  # these tests are about the CLI
 
 
 def _tree() -> dict[str, object]:
-    """Every command, loaded: 'agentlab', 'agentlab run', 'agentlab sandbox run', ..."""
-    out: dict[str, object] = {}
-
-    def walk(cmd, path: str) -> None:
-        out[path] = cmd
-        subs = cmd.load_all() if hasattr(cmd, "load_all") else getattr(cmd, "commands", {})
-        for name, sub in subs.items():
-            walk(sub, f"{path} {name}")
-
-    walk(typer.main.get_command(app), "agentlab")
-    return out
+    return command_tree(app)
 
 
 def test_every_command_option_and_argument_has_help():
@@ -116,7 +98,7 @@ def test_plan_edited_in_editor_is_validated_and_used(lean_env, llm_server):
     assert cli(["run", "Sink tokens at 4x?", "--headless", "--checkpoints", "plan"], agent_env).returncode == 0
     run = only_run(agent_env)
     env = {**agent_env, "EDITOR": "sed -i 's/Score context tokens/Rank cached tokens/'"}
-    out = cli(["resume", run.name], env, input="edit\n")
+    out = cli(["resume", run.name, "--interactive"], env, input="edit\n")
     assert out.returncode == 0, out.stdout + out.stderr
     assert status(agent_env, run)["status"] == "done"
     code_req = [r for r in llm_server.requests if r["key"] == "text"][0]  # the prompt for method.py

@@ -16,8 +16,13 @@ def test_approve_goes_to_the_next_phase():
 
 
 def test_feedback_is_queued_for_the_next_phase():
+    cmd = apply_decision({"phase": "interpret"}, {"action": "feedback", "text": "use 4x"}, stopped=False)
+    assert cmd.goto == "write_report" and cmd.update["feedback"] == {"write_report": ["use 4x"]}
+
+
+def test_feedback_at_the_plan_checkpoint_replans_with_it():
     cmd = apply_decision({"phase": "plan"}, {"action": "feedback", "text": "use 4x"}, stopped=False)
-    assert cmd.goto == "experiment" and cmd.update["feedback"] == {"experiment": ["use 4x"]}
+    assert cmd.goto == "plan" and cmd.update["feedback"] == {"plan": ["use 4x"]}
 
 
 def test_back_returns_with_feedback_for_that_phase():

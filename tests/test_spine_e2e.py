@@ -197,7 +197,7 @@ def test_interactive_session_takes_feedback_and_edit_at_the_checkpoints(agent_en
         "approve",                   # report checkpoint again → done
     ]) + "\n"
     env = {**agent_env, "EDITOR": "", "VISUAL": ""}
-    out = cli(["run", IDEA, "--checkpoints", "plan,report", "--max-papers", "2"], env, input=answers)
+    out = cli(["run", IDEA, "--interactive", "--checkpoints", "plan,report", "--max-papers", "2"], env, input=answers)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "checkpoint after plan" in out.stdout
     run = only_run(agent_env)

@@ -20,7 +20,7 @@ from agentlab.batch.lease import open_leases
 from agentlab.batch.scheduler import Batch, Slot
 from agentlab.batch.table import STYLE, print_summary, render
 from agentlab.batch.workflow import BACKENDS, Workflow, WorkflowError, load_workflows
-from agentlab.config import ConfigError, load_settings
+from agentlab.config import ConfigError, load_settings, parse_set_options
 
 batch_app = typer.Typer(help="Headless batch runs from workflow files.", pretty_exceptions_enable=False,
                         context_settings={"allow_interspersed_args": True})  # PATH before or after options
@@ -55,6 +55,18 @@ def batch(
                                 "if its lease is lost); thread: runs share this process."),
     check: bool = typer.Option(False, "--check", help="Only validate the workflow files."),
     config: Optional[Path] = typer.Option(None, help="TOML settings file (default ./agentlab.toml)."),
+    model: Optional[str] = typer.Option(
+        None, help="Model name for every phase of every workflow (wins over the files' models: default)."),
+    base_url: Optional[str] = typer.Option(
+        None, help="OpenAI-compatible endpoint for every run (default $OPENAI_BASE_URL; none: the embedded model)."),
+    max_cost: Optional[float] = typer.Option(None, help="Budget in USD for every run (wins over the files' budgets; "
+                                                         "raise it and rerun to retry runs stopped on a budget)."),
+    max_tokens: Optional[int] = typer.Option(None, help="Budget in tokens for every run (wins over the files)."),
+    max_minutes: Optional[float] = typer.Option(None, help="Budget in active minutes for every run (wins over the "
+                                                            "files)."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Any setting for every run, e.g. --set drafts=2 (repeatable; wins "
+                                                 "over the workflow files; the flags above win over it)."),
 ) -> None:
     """Run every workflow in PATH as its own run; rerun to continue what is unfinished."""
     backend = sandbox.value if sandbox is not None else None
@@ -65,10 +77,13 @@ def batch(
             err.print(f"[yellow]warning:[/] {msg}", highlight=False)
     deploy = {k: v for k, v in {"runs_dir": str(runs_dir) if runs_dir else None,
                                 "checkpointer_url": checkpointer_url}.items() if v is not None}
+    flags = {k: v for k, v in {"model": model, "base_url": base_url, "max_cost": max_cost, "max_tokens": max_tokens,
+                               "max_minutes": max_minutes}.items() if v is not None}
     try:  # all settings resolved here, in the main thread, before any run starts
-        base = load_settings(config, deploy)
+        forced = {**parse_set_options(set_), **flags}  # for every run: over each workflow file, --set < flags
+        base = load_settings(config, {**forced, **deploy})
         deploy["runs_dir"] = str(Path(base.runs_dir).resolve())  # absolute: runs must not depend on the cwd
-        per_wf = {w.name: _settings_for(w, config, deploy, backend) for w in wfs}
+        per_wf = {w.name: _settings_for(w, config, {**forced, **deploy}, backend) for w in wfs}
     except ConfigError as exc:
         _fail(str(exc))
     if check:
@@ -84,7 +99,9 @@ def batch(
         leases = open_leases(root, base.checkpointer_url, lease_ttl)
     except Exception as exc:
         _fail(f"cannot open the lease store for {base.checkpointer_url or root}: {exc}")
-    run_overrides = {k: v for k, v in {"checkpointer_url": checkpointer_url, "sandbox": backend}.items() if v}
+    # what a continued (or retried) run takes from this command line: the same flags as a new run
+    run_overrides = {**forced, **{k: v for k, v in {"checkpointer_url": checkpointer_url, "sandbox": backend}.items()
+                                  if v}}
     live = console.is_terminal
     b = Batch(wfs, root, parallel, leases, lambda w: per_wf[w.name],
               run_overrides=run_overrides, wait_for_others=wait, on_change=None if live else _print_change,

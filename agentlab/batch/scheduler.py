@@ -203,9 +203,9 @@ class Batch:
         if status in ("done", "rejected"):
             self._set(slot, status, "already finished")
             return run, settings, _SKIP
-        if status in ("parked", "stopped"):
+        if status == "parked":  # a person answers it (`agentlab resume`); a batch never does
             slot.waiting = meta.get("waiting")
-            self._set(slot, status, "waits for a person" if status == "parked" else "stopped earlier")
+            self._set(slot, status, "waits for a person")
             return run, settings, _SKIP
         from agentlab.runner import pending_interrupt
 
@@ -214,13 +214,17 @@ class Batch:
             run.write_meta(status="done", pid=None)
             self._set(slot, "done", "already finished")
             return run, settings, _SKIP
-        if payload is not None:  # died right after parking
-            st = "parked" if payload.get("kind") == "checkpoint" else "stopped"
+        if payload is not None and payload.get("kind") == "checkpoint":  # parked (or a report that cannot pass)
+            st = "stopped" if status == "stopped" or payload.get("message") else "parked"
             run.write_meta(status=st, pid=None, waiting=payload)
             slot.waiting = payload
-            self._set(slot, st, "")
+            self._set(slot, st, "waits for a person")
             return run, settings, _SKIP
+        _save_changes(run, settings)  # e.g. a budget raised on this command line: the run keeps it
         slot.resumed_from = "interrupted" if status == "running" else status  # we hold the lease: its owner is gone
+        if payload is not None:  # stopped on a problem (budget, endpoint, sandbox, ...): retry the phase
+            slot.note = f"retrying {payload.get('phase')} (stopped: {str(payload.get('message', ''))[:120]})"
+            return run, settings, {RETRY_KEY: {"action": "retry"}}
         slot.note = f"continuing ({status})"
         return run, settings, (None if values else {"idea": wf.idea})
 
@@ -238,7 +242,7 @@ class Batch:
         with (run.path / "logs" / "batch.log").open("a") as f:
             con = Console(file=f, width=120, force_terminal=False, soft_wrap=True)
             try:
-                outcome = drive(run, settings, first, con, asker=None, live=False)
+                outcome = drive(run, settings, graph_input(first), con, asker=None, live=False)
             except LLMError as exc:
                 run.write_meta(status="stopped", pid=None, waiting={"kind": "error", "phase": run.meta().get("phase"),
                                                                     "message": str(exc)})
@@ -283,12 +287,39 @@ class Batch:
 
 _SKIP = object()
 _CREATE_LOCK = threading.Lock()
+#: a first input `{RETRY_KEY: decision}` (JSON, so a worker process can take it) answers the run's stop
+RETRY_KEY = "__batch_resume__"
+
+
+def graph_input(first: Any) -> Any:
+    """What `drive` gets for a first input: the answer to a stop becomes the graph's resume Command."""
+    if isinstance(first, dict) and RETRY_KEY in first:
+        from langgraph.types import Command
+
+        return Command(resume=first[RETRY_KEY])
+    return first
+
+
+def _save_changes(run: RunDir, settings: Settings) -> None:
+    """Save (and log) what this command line changes in a continued run's settings, as `agentlab resume` does."""
+    before = json.loads(run.settings_path.read_text())
+    after = json.loads(json.dumps(settings.public_dict(), default=str))
+    diff = {k: (before.get(k), v) for k, v in after.items() if k != "runs_dir" and before.get(k) != v}
+    if diff:
+        settings.save(run.settings_path)
+        for k, (old, new) in sorted(diff.items()):
+            run.event("settings", why="batch", setting=k, old=old, new=new, source="agentlab batch")
+        run.log("batch: settings changed: " + ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in sorted(diff.items())))
 
 
 def resume_command(slot: Slot) -> str:
     """The command that continues a parked / stopped / failed run."""
     if slot.state == "parked":
         return f"agentlab resume {slot.run_id} --approve   (or --feedback \"...\" / --back PHASE)"
+    if slot.state == "stopped" and (slot.waiting or {}).get("kind") == "checkpoint":
+        return f"agentlab review {slot.run_id}   (then agentlab resume {slot.run_id} --back write_report ... | --reject)"
     if slot.state == "stopped":
-        return f"agentlab resume {slot.run_id}   (after fixing the cause; e.g. --max-cost N for a budget stop)"
+        return (f"agentlab resume {slot.run_id}   (after fixing the cause), or the same `agentlab batch` again: it "
+                "retries stopped runs (add e.g. --model NAME for a model the endpoint does not serve, "
+                "--max-cost N / --max-tokens N for a budget stop)")
     return "agentlab batch ... again (continues unfinished runs)"

@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     _die_with_parent(int(parent))
     from rich.console import Console
 
+    from agentlab.batch.scheduler import graph_input
     from agentlab.config import settings_from_run
     from agentlab.llm import LLMError
     from agentlab.runner import drive
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
     with (run.path / "logs" / "batch.log").open("a") as f:
         con = Console(file=f, width=120, force_terminal=False, soft_wrap=True)
         try:
-            outcome = drive(run, settings, json.loads(first_json), con, asker=None, live=False)
+            outcome = drive(run, settings, graph_input(json.loads(first_json)), con, asker=None, live=False)
             out.update(status=outcome.status, payload=outcome.payload)
         except LLMError as exc:
             waiting = {"kind": "error", "phase": run.meta().get("phase"), "message": str(exc)}

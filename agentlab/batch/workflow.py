@@ -79,7 +79,7 @@ class LiteratureSpec(_Strict):
 
 class Workflow(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    idea: str = Field(min_length=10)
+    idea: str
     description: str = ""
     checkpoints: list[str] | str = Field(default_factory=lambda: ["plan", "report"])
     on_checkpoint: Literal["park", "approve"] = "park"
@@ -94,10 +94,12 @@ class Workflow(_Strict):
     @field_validator("idea")
     @classmethod
     def _idea(cls, v: str) -> str:
-        v = " ".join(v.split())
-        if len(v) < 10:
-            raise ValueError("the idea must be a real research question (10 characters or more)")
-        return v
+        from agentlab.config import ConfigError, check_idea
+
+        try:
+            return check_idea(v)  # the rule `agentlab run` applies (one source of truth)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("checkpoints")
     @classmethod

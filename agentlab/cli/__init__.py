@@ -3,6 +3,7 @@
 Layout (one module per group of commands, all sharing `agentlab.cli.common`):
 
   agentlab/cli/run.py      run, resume            (call the runner API, agentlab.runner)
+  agentlab/cli/plan.py     plan                   (write out a run's plan; read an edited one back)
   agentlab/cli/info.py     runs, status, doctor
   agentlab/cli/review.py   review                 (the review display + resume_run)
   agentlab/cli/prompt.py   the terminal checkpoint prompt
@@ -22,6 +23,8 @@ from agentlab.cli.lazy import Lazy, LazyGroup
 COMMANDS: dict[str, Lazy] = {
     "run": Lazy("agentlab.cli.run:run", "Start a research run on IDEA."),
     "resume": Lazy("agentlab.cli.run:resume", "Continue a run from its last checkpoint, in this process."),
+    "plan": Lazy("agentlab.cli.plan:plan", "Write out a run's current plan as YAML, to edit and pass back with "
+                 "resume --edit-plan."),
     "runs": Lazy("agentlab.cli.info:runs", "List runs: id, topic, phase, status, tokens, cost."),
     "status": Lazy("agentlab.cli.info:status",
                    "Show one run: where it is, what it waits for, usage per phase, experiment stages, report."),

@@ -109,10 +109,15 @@ def model_option() -> Any:
 # ---- runs -----------------------------------------------------------------------------------------
 
 def runs_root(runs_dir: Optional[Path]) -> Path:
-    """The runs directory: the option, else the configured one."""
-    from agentlab.config import load_settings
+    """The runs directory: the option, else the configured one (the rest of the settings is not checked here)."""
+    from agentlab.config import ConfigError, load_settings
 
-    return Path(runs_dir) if runs_dir else Path(load_settings().runs_dir)
+    if runs_dir:
+        return Path(runs_dir)
+    try:
+        return Path(load_settings(validate=False).runs_dir)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def open_run(run_id: str, runs_dir: Optional[Path]) -> RunDir:
@@ -125,36 +130,82 @@ def open_run(run_id: str, runs_dir: Optional[Path]) -> RunDir:
         fail(str(exc))
 
 
-def asker_for(headless: bool) -> Optional[Asker]:
-    """Who answers checkpoints: the terminal prompt, or nobody when headless (see --on-checkpoint)."""
+def stdin_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def asker_for(headless: bool, interactive: bool = False) -> Optional[Asker]:
+    """Who answers checkpoints: the terminal prompt, or nobody when headless (see --on-checkpoint). Without a
+    terminal on stdin a run is headless (said once) unless `interactive` asks for the prompt anyway."""
     if headless:
+        return None
+    if not interactive and not stdin_is_terminal():
+        err.print("headless: stdin is not a terminal, so nobody is asked; checkpoints park the run (or are "
+                  "approved with --on-checkpoint approve); --interactive prompts anyway.", highlight=False,
+                  soft_wrap=False)
         return None
     from agentlab.cli.prompt import make_asker
 
     return make_asker(console)
 
 
+def say_command(line: str) -> None:
+    """One command the person copies: on its own line, never wrapped or highlighted by rich."""
+    console.print(f"  {line}", soft_wrap=True, overflow="ignore", highlight=False, markup=False, crop=False)
+
+
+def say(text: str) -> None:
+    """Prose: wrapped by rich at word boundaries (unlike a command)."""
+    console.print(text, highlight=False, soft_wrap=False)
+
+
 def finish(run: RunDir, outcome: Outcome) -> NoReturn:
-    """Say how the run ended and what to do next, then leave with the outcome's exit code."""
+    """Say how the run ended and what to do next (each command on its own line), then leave with the
+    outcome's exit code."""
+    from agentlab.run_state import command_id
+
     p = outcome.payload or {}
+    rid = command_id(run)  # short enough that a command fits an 80-column line, and still unique
     if outcome.status == "parked":
-        console.print(f"Run [bold]{run.id}[/] is waiting at the [bold]{p.get('phase')}[/] checkpoint.")
-        console.print(f"  continue:  agentlab resume {run.id} --approve")
-        console.print(f"  or:        agentlab resume {run.id} --feedback \"...\"  |  --back plan --feedback \"...\"")
+        phase = p.get("phase")
+        say(f"Run [bold]{run.id}[/] is waiting at the [bold]{phase}[/] checkpoint.")
+        say("Continue with one of:")
+        say_command(f"agentlab resume {rid} --approve")
+        say_command(f'agentlab resume {rid} --feedback "..."')
+        say_command(f'agentlab resume {rid} --back {phase} --feedback "..."')
+        if phase == "plan":
+            say("Or edit the plan: write it out, edit the file, then resume with it:")
+            say_command(f"agentlab plan {rid} --out plan.yaml")
+            say_command(f"agentlab resume {rid} --edit-plan plan.yaml")
     elif outcome.status == "stopped":
         console.print(f"[red]Run {run.id} stopped in {p.get('phase')}:[/] {p.get('message')}", highlight=False)
         if p.get("kind") == "checkpoint":  # a checkpoint that cannot be approved (a report with open problems)
-            console.print(f"  see why:   agentlab review {run.id}")
-            console.print(f"  then:      agentlab resume {run.id} --back write_report --feedback \"...\"  |  --reject")
+            say("See why, then send it back or reject it:")
+            say_command(f"agentlab review {rid}")
+            say_command(f'agentlab resume {rid} --back write_report --feedback "..."')
+            say_command(f"agentlab resume {rid} --reject")
         else:
-            console.print(f"  after fixing it:  agentlab resume {run.id}   (add e.g. --max-cost N for a budget stop)")
+            say("After fixing it (agentlab.toml, the environment, or --set KEY=VALUE), continue:")
+            say_command(f"agentlab resume {rid}")
+            if p.get("kind") == "budget":
+                ex = p.get("exceeded") if isinstance(p.get("exceeded"), dict) else {}
+                say("A budget stop: raise the budget as you resume, e.g.")
+                say_command(f"agentlab resume {rid} {ex['flag']} {ex['suggested']}" if ex.get("flag") and
+                            ex.get("suggested") else f"agentlab resume {rid} --max-tokens N --max-cost USD")
     elif outcome.status == "done" and not outcome.ran:
-        console.print(f"Run {run.id} is finished. Review it: agentlab review {run.id}")
+        say(f"Run {run.id} is finished. Review it:")
+        say_command(f"agentlab review {rid}")
     elif outcome.status == "done":
-        console.print(f"[green]Run {run.id} finished.[/] Review it: agentlab review {run.id}")
+        say(f"[green]Run {run.id} finished.[/] Review it:")
+        say_command(f"agentlab review {rid}")
     elif outcome.status == "rejected":
-        console.print(f"Run {run.id} ended: the report was rejected.")
+        say(f"Run {run.id} ended: the report was rejected.")
     elif outcome.status == "interrupted":
-        console.print(f"\nInterrupted. Nothing after the last checkpoint is lost beyond the step in flight: "
-                      f"agentlab resume {run.id}")
+        say("\nInterrupted. Nothing after the last checkpoint is lost beyond the step in flight. Continue:")
+        say_command(f"agentlab resume {rid}")
     raise typer.Exit(outcome.exit_code)

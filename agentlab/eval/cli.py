@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from agentlab.cli.common import choice_enum
 from agentlab.config import ConfigError, load_settings
 from agentlab.eval.harness import METHODS, evaluate, summarize, table
 from agentlab.eval.qa import load_qa
@@ -18,7 +18,7 @@ from agentlab.llm import LLM, BudgetExceeded, Ledger, LLMError
 from agentlab.retrieval.coc import CocConfig
 from agentlab.retrieval.retriever import RETRIEVERS
 
-RetrieverName = enum.Enum("RetrieverName", {n: n for n in RETRIEVERS}, type=str)
+RetrieverName = choice_enum("RetrieverName", RETRIEVERS)
 
 eval_app = typer.Typer(help="Evaluation harnesses (coc: chain-of-clarification retrieval vs. baselines).",
                        no_args_is_help=True, pretty_exceptions_enable=False)
@@ -47,7 +47,8 @@ def coc(
     kinds: str = typer.Option(",".join(KINDS), help=f"synthetic kinds, comma list of: {', '.join(KINDS)}"),
     methods: str = typer.Option(",".join(METHODS), help=f"methods to compare, comma list of: {', '.join(METHODS)}"),
     qa_file: list[Path] = typer.Option([], help="real QA samples (.jsonl L-Eval or .json Qasper); repeatable"),
-    no_synthetic: bool = typer.Option(False, help="only the --qa-file samples"),
+    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic",
+                                   help="include the synthetic set (--no-synthetic: only the --qa-file samples)"),
     depth: Optional[int] = typer.Option(None, help="clarification depth D"),
     branching: Optional[int] = typer.Option(None, help="clarifications per step B"),
     chunk_tokens: Optional[int] = typer.Option(None, help="chunk size in tokens"),
@@ -73,15 +74,18 @@ def coc(
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     bad = [m for m in chosen if m not in METHODS]
     if bad:
-        raise typer.BadParameter(f"unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
+        raise typer.BadParameter(f"unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}", param_hint="--methods")
     try:
         llm = LLM(s, Ledger(None))
     except LLMError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     datasets = []
-    if not no_synthetic:
-        ks = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    ks = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if [k for k in ks if k not in KINDS]:
+        raise typer.BadParameter(f"unknown kind(s) {', '.join(k for k in ks if k not in KINDS)}; use "
+                                 f"{', '.join(KINDS)}", param_hint="--kinds")
+    if synthetic:
         datasets.append(("synthetic", make_set(_ints(lengths, "--lengths"), n, seed, ks, s.chunk_tokens)))
     for f in qa_file:
         if not f.exists():

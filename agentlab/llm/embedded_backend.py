@@ -1,12 +1,15 @@
 """The `embedded` backend: the local SmolLM2 server started by `agentlab.endpoint.resolve_endpoint`.
 
-The model runs in its own process (`agentlab.llm.embedded_server`): torch, its threads and its memory
-stay out of the agent process, a crash or kill -9 of either side is contained, and the process group
+The model runs in its own process (`agentlab.llm.embedded_server`, int4 ONNX on onnxruntime-genai):
+onnxruntime, its threads and its memory stay out of the agent process, a crash or kill -9 of either side is contained, and the process group
 is stopped as a whole. That server speaks the OpenAI wire format, so this backend reuses the
 OpenAI-compatible transport and its error mapping, and differs in what it knows up front:
 
 - its capabilities are certain, not probed: json_schema and json_object are constrained decoding
-  (the reply is always valid JSON with every property), so the ladder never needs to fall back;
+  (onnxruntime-genai guidance): a reply that ends normally is JSON matching the schema (every
+  required property, no others); one cut off by max_tokens comes back with finish_reason "length",
+  which the LLM layer re-asks like any truncated reply. A schema guidance cannot compile is a 400
+  naming response_format, i.e. a missing capability for that call, and the ladder steps down;
 - a prompt that does not fit the small context is final, with advice that fits a 135M demo model;
 - `check` names the demonstration model.
 

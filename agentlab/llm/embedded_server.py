@@ -1,35 +1,34 @@
 """OpenAI-compatible HTTP server for the embedded SmolLM2-135M-Instruct model (CPU, standard library).
 
-Run: ``python -m agentlab.llm.embedded_server --port 8011 --threads 2``.
-Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (non-streaming JSON, or the whole
-answer as one SSE chunk when ``stream`` is true). ``response_format`` json_schema / json_object is
-honoured by constrained decoding (agentlab.llm.embedded_json). Generation is serialised by a lock.
+Run: ``python -m agentlab.llm.embedded_server --port 8011 --threads 1``.
+The model is the int4 ONNX build of the GGUF (agentlab.llm.embedded_convert, converted once and
+cached) run by onnxruntime-genai. Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (JSON,
+or token-by-token SSE when ``stream`` is true). ``response_format`` json_schema / json_object is
+constrained by onnxruntime-genai's guidance (llguidance). Generation is serialised by a lock.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import itertools
 import json
 import os
+import shutil
+import signal
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from agentlab.llm.embedded import DEFAULT_MAX_NEW_TOKENS, MODEL_ID, locate_gguf
+from agentlab.llm.embedded_convert import cache_root, ensure_onnx
 
-import torch  # noqa: E402
-
-from agentlab.llm.embedded import DEFAULT_MAX_NEW_TOKENS, MODEL_ID, locate_gguf  # noqa: E402
-from agentlab.llm.embedded_json import JsonGenerator, Vocab  # noqa: E402
-
-REPETITION_PENALTY = 1.1
-CACHE_ENV = "AGENTLAB_EMBEDDED_CACHE"  # a directory, or "off"
+REPETITION_PENALTY = 1.1  # the model loops badly without it
+COMPACT = {"whitespace_flexible": False}  # llguidance: no free whitespace (a 135M model fills it with tabs)
 
 
 class RequestError(Exception):
@@ -40,214 +39,225 @@ class RequestError(Exception):
         self.param, self.code = param, code
 
 
-class Decoder:
-    """Incremental decoding over a KV cache with token masks, sampling and a token budget."""
+def guidance_schema(mode: str, schema: dict | None, max_new: int = DEFAULT_MAX_NEW_TOKENS) -> dict:
+    """The JSON schema handed to guidance: the caller's, tightened so a 135M model's JSON stays usable.
 
-    def __init__(self, engine: "Engine", prompt_ids: list[int], max_new: int, temperature: float,
-                 top_p: float, seed: int | None) -> None:
-        self.engine, self.vocab = engine, engine.vocab
-        self.max_new, self.temperature, self.top_p = max_new, temperature, top_p
-        self.generator = torch.Generator().manual_seed(seed if seed is not None else int(time.time_ns() % 2**31))
-        self.cache: Any = None
-        self.logits: torch.Tensor | None = None
-        self.new_ids: list[int] = []
-        self._feed(prompt_ids)
-        self.new_ids = []
+    Every tightening only removes values the original schema allows, so the output still validates
+    against it: objects with `properties` are closed (OpenAI strict), strings are non-empty and, without
+    their own `maxLength`, bounded by a share of the token budget, arrays hold 1..8 items unless the
+    schema says otherwise (an array of enum values at most one item per value), no free whitespace."""
+    if mode == "json_object" or not schema:
+        out: dict = {"type": "object"}
+    else:
+        out = json.loads(json.dumps(schema))
+        share = max(8, min(64, max_new // (_count_strings(out) + 1)))  # tokens per string, as before
+        out = _tighten(out, STRING_CHARS_PER_TOKEN * share)
+    out.setdefault("x-guidance", COMPACT)
+    return out
 
-    @property
-    def exhausted(self) -> bool:
-        return len(self.new_ids) >= self.max_new
 
-    def _feed(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        with torch.inference_mode():
-            out = self.engine.model(input_ids=torch.tensor([ids]), past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
-        self.logits = out.logits[0, -1].float()
-        self.new_ids += ids
+STRING_CHARS_PER_TOKEN = 4
+ARRAY_MAX_ITEMS = 8
+_LITERAL_KEYS = ("enum", "const", "default", "examples")
 
-    def peek(self, mask: torch.Tensor | None) -> int:
-        """Pick the next token (greedy or sampled) among the allowed ones, without feeding it."""
-        assert self.logits is not None
-        logits = self.logits.clone()
-        if self.new_ids and REPETITION_PENALTY != 1.0:
-            seen = torch.tensor(sorted(set(self.new_ids)))
-            vals = logits[seen]
-            logits[seen] = torch.where(vals > 0, vals / REPETITION_PENALTY, vals * REPETITION_PENALTY)
-        if mask is not None:
-            logits[: mask.shape[0]][~mask] = float("-inf")
-            logits[mask.shape[0]:] = float("-inf")
-        if self.temperature <= 0:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_p, idx = torch.sort(probs, descending=True)
-            drop = torch.cumsum(sorted_p, dim=-1) - sorted_p > self.top_p
-            sorted_p[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter(0, idx, sorted_p)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
 
-    def accept(self, tid: int) -> None:
-        self._feed([tid])
+def _count_strings(node: Any) -> int:
+    if isinstance(node, dict):
+        own = 1 if node.get("type") == "string" else 0
+        return own + sum(_count_strings(v) for k, v in node.items() if k not in _LITERAL_KEYS)
+    if isinstance(node, list):
+        return sum(_count_strings(v) for v in node)
+    return 0
 
-    def step(self, mask: torch.Tensor | None) -> int:
-        tid = self.peek(mask)
-        self.accept(tid)
-        return tid
 
-    def force(self, text: str) -> None:
-        """Append fixed text (the JSON skeleton) to the context."""
-        self._feed(self.engine.tokenizer.encode(text, add_special_tokens=False))
-
-    def choose(self, options: list[str]) -> str:
-        """Let the model pick one literal among options, token by token along their common prefixes."""
-        if self.exhausted:
-            self.force(options[-1] if options[-1] in ("]", "}") else options[0])
-            return options[-1] if options[-1] in ("]", "}") else options[0]
-        seqs = [self.engine.tokenizer.encode(o, add_special_tokens=False) for o in options]
-        alive = [i for i, s in enumerate(seqs) if s]
-        pos = 0
-        while len(alive) > 1:
-            nexts = sorted({seqs[i][pos] for i in alive if len(seqs[i]) > pos})
-            if not nexts:
-                break
-            mask = torch.zeros(self.vocab.size, dtype=torch.bool)
-            mask[nexts] = True
-            tid = self.step(mask)
-            alive = [i for i in alive if len(seqs[i]) > pos and seqs[i][pos] == tid]
-            pos += 1
-        pick = alive[0]
-        self._feed(seqs[pick][pos:])
-        return options[pick]
+def _tighten(node: Any, max_chars: int) -> Any:
+    if isinstance(node, list):
+        return [_tighten(v, max_chars) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "properties" in node and "additionalProperties" not in node and "patternProperties" not in node:
+        node["additionalProperties"] = False
+    free = not any(k in node for k in ("enum", "const", "pattern", "format"))
+    if node.get("type") == "string" and free:
+        node.setdefault("minLength", 1)
+        node.setdefault("maxLength", max(max_chars, node["minLength"]))
+    if node.get("type") == "array" and node.get("maxItems") != 0:
+        node.setdefault("minItems", 1)
+        node.setdefault("maxItems", max(ARRAY_MAX_ITEMS, node["minItems"]))
+        items = node.get("items")
+        if isinstance(items, dict) and isinstance(items.get("enum"), list) and items["enum"]:
+            # a list of enum values longer than the number of values must repeat one
+            node["maxItems"] = max(node["minItems"], min(node["maxItems"], len(items["enum"])))
+    for key, value in node.items():
+        if key not in _LITERAL_KEYS:
+            node[key] = _tighten(value, max_chars)
+    return node
 
 
 class Engine:
-    """The loaded model + tokenizer, and one chat completion at a time."""
+    """The loaded ONNX model + tokenizer, and one chat completion at a time."""
 
     def __init__(self, gguf: Path, threads: int | None, max_new_cap: int) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import onnxruntime_genai as og
 
-        if threads:
-            torch.set_num_threads(threads)
+        self.og = og
         t0 = time.monotonic()
-        cache = cache_dir(gguf)
-        if cache is not None and (cache / "config.json").is_file():
-            self.tokenizer = AutoTokenizer.from_pretrained(str(cache))
-            self.model = AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32)
-            self.source = f"cache {cache}"
-        else:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            self.model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                              dtype=torch.float32)
-            self.source = f"gguf {gguf}"
-            if cache is not None:
-                _save_cache(self.model, self.tokenizer, cache)
-        self.model.eval()
-        self.vocab = Vocab(self.tokenizer, self.model.config.vocab_size)
+        self.folder, self.converted = ensure_onnx(gguf, log=lambda m: print(f"agentlab embedded server: {m}",
+                                                                            file=sys.stderr, flush=True))
+        self.convert_seconds = time.monotonic() - t0
+        config = og.Config(str(self.folder))
+        if threads:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+        self.threads = threads
+        self.model = og.Model(config)
+        self.tokenizer = og.Tokenizer(self.model)
+        genai = json.loads((self.folder / "genai_config.json").read_text())
+        self.ctx = int(genai["model"].get("context_length", 8192))
+        eos = genai["model"].get("eos_token_id", 2)
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.max_new_cap = max_new_cap
-        self.ctx = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.lock = threading.Lock()
         self.load_seconds = time.monotonic() - t0
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """Chat-template the messages exactly as the model was trained on."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True)["input_ids"]
-        return list(ids)
+        prompt = self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+        return [int(t) for t in self.tokenizer.encode(prompt)]
 
-    def complete(self, body: dict) -> dict:
+    def parse(self, body: dict) -> dict:
+        """Validate a request body into the generation settings (RequestError on a bad one)."""
         messages = _messages(body.get("messages"))
         if body.get("n", 1) not in (None, 1):
             raise RequestError("only n=1 is supported", "n")
         if body.get("tools"):
             raise RequestError("tools are not supported by the embedded model", "tools")
         max_new = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_NEW_TOKENS
-        max_new = max(1, min(int(max_new), self.max_new_cap))
-        temperature = float(body.get("temperature") if body.get("temperature") is not None else 1.0)
-        top_p = float(body.get("top_p") if body.get("top_p") is not None else 1.0)
+        try:
+            max_new = max(1, min(int(max_new), self.max_new_cap))
+            temperature = float(body.get("temperature") if body.get("temperature") is not None else 1.0)
+            top_p = float(body.get("top_p") if body.get("top_p") is not None else 1.0)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"invalid sampling parameter: {exc}") from None
         stop = body.get("stop") or []
-        stop = [stop] if isinstance(stop, str) else list(stop)
+        stop = [s for s in ([stop] if isinstance(stop, str) else list(stop)) if s]
         fmt = body.get("response_format") or {"type": "text"}
         mode = fmt.get("type", "text") if isinstance(fmt, dict) else None
         if mode not in ("text", "json_object", "json_schema"):
             raise RequestError(f"unsupported response_format type: {mode!r}", "response_format")
         schema = (fmt.get("json_schema") or {}).get("schema") if mode == "json_schema" else None
+        if schema is not None and not isinstance(schema, dict):
+            raise RequestError("response_format.json_schema.schema must be an object", "response_format")
+        return {"messages": messages, "max_new": max_new, "temperature": temperature, "top_p": top_p,
+                "stop": stop, "mode": mode, "schema": schema, "seed": body.get("seed")}
+
+    def generator(self, req: dict, ids: list[int]) -> Any:
+        og = self.og
+        if len(ids) + req["max_new"] > self.ctx:
+            raise RequestError(f"prompt has {len(ids)} tokens; with max_tokens={req['max_new']} it exceeds the "
+                               f"model's context of {self.ctx}", "messages", "context_length_exceeded")
+        params = og.GeneratorParams(self.model)
+        # text: onnxruntime-genai's penalty (over prompt + output); JSON: ours over the output only (see stream)
+        penalty = REPETITION_PENALTY if req["mode"] == "text" else 1.0
+        search: dict[str, Any] = {"max_length": len(ids) + req["max_new"], "repetition_penalty": penalty}
+        if req["temperature"] <= 0:
+            search["do_sample"] = False
+        else:
+            search.update(do_sample=True, temperature=req["temperature"], top_p=req["top_p"], top_k=0)
+            if req["seed"] is not None:
+                search["random_seed"] = int(req["seed"])
+        params.set_search_options(**search)
+        if req["mode"] != "text":
+            try:
+                params.set_guidance("json_schema", json.dumps(guidance_schema(req["mode"], req["schema"], req["max_new"])))
+                gen = og.Generator(self.model, params)
+            except RuntimeError as exc:  # llguidance refused the schema
+                raise RequestError(f"response_format json_schema not supported: {exc}", "response_format") from None
+        else:
+            gen = og.Generator(self.model, params)
+        gen.append_tokens(ids)
+        return gen
+
+    def stream(self, req: dict, state: dict) -> Iterator[str]:
+        """Yield the completion's text pieces; `state` gets prompt/completion token counts and finish_reason.
+
+        The caller holds `self.lock`. A stop string is excluded from the output, like OpenAI: text that
+        might be the start of one is held back until it cannot be."""
+        ids = self.prompt_ids(req["messages"])
+        gen = self.generator(req, ids)
+        state.update(prompt_tokens=len(ids), completion_tokens=0, finish_reason="length")
+        stop, hold = req["stop"], max((len(s) for s in req["stop"]), default=1) - 1
+        decoder = self.tokenizer.create_stream()
+        text, sent, last, seen = "", 0, None, set()
+        while not gen.is_done():
+            if req["mode"] != "text" and seen:
+                gen.set_logits(_penalised(gen.get_logits(), seen))
+            gen.generate_next_token()
+            last = int(gen.get_next_tokens()[0])
+            state["completion_tokens"] += 1
+            seen.add(last)
+            if last in self.eos_ids:
+                break
+            text += decoder.decode(last)
+            hits = [text.find(s) for s in stop if s in text]
+            if hits:
+                yield text[sent:min(hits)]
+                state["finish_reason"] = "stop"
+                return
+            if len(text) - hold > sent:
+                yield text[sent:len(text) - hold]
+                sent = len(text) - hold
+        yield text[sent:]
+        done = last in self.eos_ids or state["completion_tokens"] < req["max_new"]
+        if req["mode"] != "text" and not done:
+            done = _is_json(text)  # the grammar may end exactly on the last allowed token
+        state["finish_reason"] = "stop" if done else "length"
+
+    def complete(self, body: dict) -> dict:
+        req = self.parse(body)
+        state: dict = {}
         with self.lock:
-            ids = self.prompt_ids(messages)
-            if len(ids) + max_new > self.ctx:
-                raise RequestError(f"prompt has {len(ids)} tokens; with max_tokens={max_new} it exceeds the "
-                                   f"model's context of {self.ctx}", "messages", "context_length_exceeded")
-            dec = Decoder(self, ids, max_new, temperature, top_p, body.get("seed"))
-            if mode == "text":
-                content, finish = self._free(dec, stop)
-            else:
-                value = JsonGenerator(dec, schema or {}).generate(schema)
-                content = json.dumps(value, ensure_ascii=False)
-                finish = "length" if dec.exhausted else "stop"
-        usage = {"prompt_tokens": len(ids), "completion_tokens": len(dec.new_ids),
-                 "total_tokens": len(ids) + len(dec.new_ids)}
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": MODEL_ID, "system_fingerprint": "agentlab-embedded",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": finish, "logprobs": None}],
-                "usage": usage}
-
-    def _free(self, dec: Decoder, stop: list[str]) -> tuple[str, str]:
-        """Unconstrained generation until EOS, a stop string or the token budget."""
-        special = torch.tensor([not b for b in self.vocab.bytes], dtype=torch.bool)
-        allowed = ~special
-        allowed[sorted(i for i in self.eos_ids if i is not None and i < self.vocab.size)] = True
-        while not dec.exhausted:
-            tid = dec.step(allowed)
-            if tid in self.eos_ids:
-                text = self.tokenizer.decode(dec.new_ids[:-1], skip_special_tokens=True)
-                return text, "stop"
-            if stop:
-                text = self.tokenizer.decode(dec.new_ids, skip_special_tokens=True)
-                hits = [text.find(s) for s in stop if s and s in text]
-                if hits:
-                    return text[: min(hits)], "stop"
-        return self.tokenizer.decode(dec.new_ids, skip_special_tokens=True), "length"
+            content = "".join(self.stream(req, state))
+        return _completion(content, state)
 
 
-def cache_dir(gguf: Path) -> Path | None:
-    """Where the dequantized float32 copy is kept (None when AGENTLAB_EMBEDDED_CACHE=off)."""
-    import transformers
+def _penalised(logits: Any, seen: set[int]) -> Any:
+    """The repetition penalty over the output's own tokens only. In JSON mode the prompt usually lists
+    the schema's enum names; a penalty over the prompt would flatten them all and let the model repeat
+    one (e.g. the same baseline twice), so guided requests penalise what they already wrote instead."""
+    import numpy as np
 
-    root = os.environ.get(CACHE_ENV, "")
-    if root.lower() in ("off", "0", "no", "false"):
-        return None
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentlab"
-    st = gguf.stat()
-    return base / "embedded" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}-tf{transformers.__version__}"
+    row = logits.reshape(-1, logits.shape[-1])[-1]
+    idx = np.fromiter(seen, dtype=np.int64)
+    idx = idx[idx < row.shape[0]]
+    vals = row[idx]
+    row[idx] = np.where(vals > 0, vals / REPETITION_PENALTY, vals * REPETITION_PENALTY)
+    return logits
 
 
-def _save_cache(model: Any, tokenizer: Any, target: Path) -> None:
-    """Save atomically (temp dir + rename); a failure only costs the speed-up."""
-    import shutil
-    import tempfile
-
+def _is_json(text: str) -> bool:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        # save_pretrained refuses GGUF-loaded models; the dequantized weights are plain float32 tensors.
-        from safetensors.torch import save_model
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
 
-        config = copy.deepcopy(model.config)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.architectures = [type(model).__name__]
-        config.save_pretrained(tmp)
-        model.generation_config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except Exception as exc:  # noqa: BLE001 - optional speed-up only
-        print(f"agentlab embedded server: cache not written ({exc})", file=sys.stderr, flush=True)
-        shutil.rmtree(tmp, ignore_errors=True) if "tmp" in locals() else None
+
+def _usage(state: dict) -> dict:
+    return {"prompt_tokens": state["prompt_tokens"], "completion_tokens": state["completion_tokens"],
+            "total_tokens": state["prompt_tokens"] + state["completion_tokens"]}
+
+
+def _head() -> dict:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": MODEL_ID,
+            "system_fingerprint": "agentlab-embedded"}
+
+
+def _completion(content: str, state: dict) -> dict:
+    return {**_head(), "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": state["finish_reason"], "logprobs": None}],
+            "usage": _usage(state)}
 
 
 def _messages(raw: Any) -> list[dict]:
@@ -266,7 +276,7 @@ def _messages(raw: Any) -> list[dict]:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """HTTP front end: routes, JSON bodies, OpenAI-style errors."""
+    """HTTP front end: routes, JSON bodies, OpenAI-style errors, SSE streaming."""
 
     engine: Engine
     protocol_version = "HTTP/1.1"
@@ -275,10 +285,10 @@ class Handler(BaseHTTPRequestHandler):
         if os.environ.get("AGENTLAB_EMBEDDED_LOG"):
             super().log_message(fmt, *args)
 
-    def _send(self, status: int, payload: dict | str, content_type: str = "application/json") -> None:
-        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -305,34 +315,49 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
                 raise RequestError("request body must be a JSON object")
-            result = self.engine.complete(body)
+            if body.get("stream"):
+                self._stream(body)
+            else:
+                self._send(200, self.engine.complete(body))
         except json.JSONDecodeError as exc:
             self._error(400, f"invalid JSON body: {exc}", "invalid_request_error")
         except RequestError as exc:
             self._error(400, str(exc), "invalid_request_error", exc.param, exc.code)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
         except Exception as exc:  # the server must answer, not hang the client
             self._error(500, f"{type(exc).__name__}: {exc}", "server_error")
-        else:
-            if body.get("stream"):
-                self._send(200, _as_sse(result, body), "text/event-stream")
-            else:
-                self._send(200, result)
 
+    def _stream(self, body: dict) -> None:
+        """Server-sent events, one chunk per decoded piece; errors before the first byte stay JSON errors."""
+        engine = self.engine
+        req = engine.parse(body)
+        head, state = _head(), {}
+        with engine.lock:
+            pieces = engine.stream(req, state)
+            first = next(pieces)  # RequestError (e.g. context overflow) surfaces here, before the 200
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            role = {"role": "assistant"}
+            for piece in itertools.chain([first], pieces):
+                if piece or role:
+                    self._event({**head, "object": "chat.completion.chunk", "choices": [
+                        {"index": 0, "delta": {**role, "content": piece}, "finish_reason": None}]})
+                    role = {}
+        self._event({**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {}, "finish_reason": state["finish_reason"]}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event({**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(state)})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
-def _as_sse(result: dict, body: dict) -> str:
-    """The whole answer as one content chunk, a finish chunk and (if asked) a usage chunk."""
-    base = {k: result[k] for k in ("id", "created", "model", "system_fingerprint")}
-    choice = result["choices"][0]
-    chunks = [
-        {**base, "object": "chat.completion.chunk", "choices": [
-            {"index": 0, "delta": {"role": "assistant", "content": choice["message"]["content"]},
-             "finish_reason": None}]},
-        {**base, "object": "chat.completion.chunk", "choices": [
-            {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
-    ]
-    if (body.get("stream_options") or {}).get("include_usage"):
-        chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": result["usage"]})
-    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    def _event(self, chunk: dict) -> None:
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -349,10 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="AgentLab embedded OpenAI-compatible server (SmolLM2-135M).")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8011)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op CPU threads")
     ap.add_argument("--max-new-tokens-cap", type=int, default=1024)
     ap.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally blocks (temporary model folder)
     gguf = locate_gguf()
     # bind first (a busy port fails in a second, not after the model load); listen only once loaded,
     # so readiness probes are refused rather than queued during the load
@@ -363,19 +389,21 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         server.server_close()
         raise
+    if args.parent_pid:
+        threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     engine = Engine(gguf, args.threads, args.max_new_tokens_cap)
     Handler.engine = engine
     server.server_activate()
-    if args.parent_pid:
-        threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    print(f"agentlab embedded server: {MODEL_ID} loaded from {engine.source} in "
-          f"{engine.load_seconds:.1f}s, "
-          f"threads={torch.get_num_threads()}, http://{args.host}:{server.server_port}/v1", file=sys.stderr,
-          flush=True)
+    print(f"agentlab embedded server: {MODEL_ID} int4 ONNX from {engine.folder} "
+          f"({'converted' if engine.converted else 'cached'}), ready in {engine.load_seconds:.1f}s, "
+          f"threads={args.threads or 'onnxruntime default'}, http://{args.host}:{server.server_port}/v1",
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        if cache_root() is None:  # AGENTLAB_EMBEDDED_CACHE=off: the model folder was temporary
+            shutil.rmtree(engine.folder.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

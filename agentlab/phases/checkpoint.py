@@ -10,10 +10,16 @@ Answers are plain dicts so they travel through `Command(resume=...)` and the CLI
 
   {"action": "approve"}
   {"action": "feedback", "text": "..."}              go on; the next phase must take the text into account
+                                                     (at the plan checkpoint: re-plan with it, then ask again)
   {"action": "edit", "plan": {...}}                  replace the plan (plan checkpoint), then go on
   {"action": "back", "phase": "plan", "text": "..."} return to an earlier phase with feedback
   {"action": "retry"}                                after a stop: run the stopped phase again
-  {"action": "reject"}                               end the run without accepting the report
+  {"action": "retry", "settings": {"max_tokens": N}} after a budget stop: raise a budget (max_tokens, max_cost,
+                                                     max_minutes), then run the stopped phase again
+  {"action": "reject"}                               end the run without accepting the report (review checkpoint)
+
+Only the answers a checkpoint offers (the payload's `options`) are taken; any other is refused with a
+message naming them (`BadDecision`), whether it was typed at the prompt or given by resume flags.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ from agentlab.schemas import Plan
 from agentlab.state import Decision, ResearchState
 
 ACTIONS = ("approve", "feedback", "edit", "back", "retry", "reject")
+#: the action each answer word of an option line becomes (`raise` is a retry with raised budgets)
+WORD_ACTION = {"approve": "approve", "feedback": "feedback", "edit": "edit", "back": "back", "retry": "retry",
+               "raise": "retry", "reject": "reject"}
+#: the budgets `raise` may set: the word a person types -> the setting it changes
+BUDGETS = {"tokens": "max_tokens", "cost": "max_cost", "minutes": "max_minutes"}
+RAISE_OPTION = f"raise <{'|'.join(BUDGETS)}> N"
+#: phases whose checkpoint feedback is about their own output: the phase runs again with it, then asks again
+REDO_WITH_FEEDBACK = ("plan",)
 #: where the checkpoint may go: any phase, itself (an answer was refused), or the end (tested against the table)
 CheckpointExit = Literal["literature_review", "plan", "experiment", "interpret", "write_report", "review",
                          "checkpoint", "__end__"]
@@ -53,11 +67,52 @@ def phase_name(text: str) -> str:
         raise BadDecision(str(exc)) from None
 
 
+def stop_options(kind: str) -> list[str]:
+    """The answers a stopped phase offers: a budget stop is answered by raising a budget, any other by retrying."""
+    return [RAISE_OPTION if kind == "budget" else "retry", "back <phase>", "feedback <text>"]
+
+
+def offered(payload: dict) -> list[str]:
+    """The answers this checkpoint (or stop) offers, as its option line shows them."""
+    if isinstance(payload.get("options"), list):
+        return list(payload["options"])
+    if payload.get("kind", "checkpoint") != "checkpoint":
+        return stop_options(payload.get("kind", ""))
+    return ["approve", "feedback <text>", "back <phase>", *_answers(payload.get("phase"))]
+
+
+def offered_actions(payload: dict) -> set[str]:
+    """The actions of the answers offered here."""
+    return {WORD_ACTION.get(o.split()[0], o.split()[0]) for o in offered(payload) if o.split()}
+
+
+def where(payload: dict) -> str:
+    """`the plan checkpoint`, or `this stop (budget in plan)`."""
+    if payload.get("kind", "checkpoint") == "checkpoint":
+        return f"the {payload.get('phase')} checkpoint"
+    return f"this stop ({payload.get('kind')} in {payload.get('phase')})"
+
+
+def refusal(what: str, payload: dict) -> BadDecision:
+    """An answer that is not offered here, refused with the answers that are."""
+    return BadDecision(f"{what} is not an answer at {where(payload)}; answer one of: {', '.join(offered(payload))}")
+
+
 def validate_decision(decision: Any, payload: dict) -> dict:
-    """Check an answer before it is sent to the graph (the CLI calls this; the node calls it again)."""
+    """Check an answer before it is sent to the graph (the CLI calls this; the node calls it again).
+
+    Only the answers the checkpoint offers (`offered(payload)`) are taken."""
     if not isinstance(decision, dict) or decision.get("action") not in ACTIONS:
-        raise BadDecision(f"an answer must be one of {', '.join(ACTIONS)}")
+        what = repr(decision.get("action")) if isinstance(decision, dict) else repr(decision)
+        raise refusal(what, payload)
     a = decision["action"]
+    summary_ = payload.get("summary") if isinstance(payload.get("summary"), dict) else {}
+    if a == "approve" and summary_.get("blocked") and payload.get("kind") == "checkpoint":
+        raise BadDecision(summary_["blocked"])
+    if a not in offered_actions(payload):
+        hint = {"edit": "edit applies to the plan, at the plan checkpoint",
+                "retry": "retry is for a stopped phase"}.get(a)
+        raise refusal(f"{a} ({hint})" if hint else a, payload)
     names = spec.phase_names()
     if a == "feedback" and not str(decision.get("text", "")).strip():
         raise BadDecision("feedback needs some text")
@@ -68,18 +123,52 @@ def validate_decision(decision: Any, payload: dict) -> dict:
             raise BadDecision(f"cannot go back to {target}: it comes after {done}")
         decision = {**decision, "phase": target}
     if a == "edit":
-        if "edit" not in _answers(payload.get("phase")):
-            raise BadDecision("edit applies to the plan, at the plan checkpoint")
         try:
             decision = {**decision, "plan": Plan.model_validate(decision.get("plan")).model_dump(mode="json")}
         except ValidationError as exc:
             raise BadDecision(f"the edited plan is invalid: {exc}") from exc
-    blocked = (payload.get("summary") or {}).get("blocked") if isinstance(payload.get("summary"), dict) else None
-    if a == "approve" and blocked and payload.get("kind") == "checkpoint":
-        raise BadDecision(blocked)
-    if a == "retry" and payload.get("kind") == "checkpoint":
-        raise BadDecision("retry is for a stopped phase; use approve, feedback or back here")
+    if decision.get("settings") is not None:
+        decision = {**decision, "settings": raised_budgets(decision, payload)}
     return decision
+
+
+def raised_budgets(decision: dict, payload: dict) -> dict:
+    """The budgets a `retry` raises (`{"max_tokens": N}`, ...), checked: a budget stop, known names, each above
+    what is already used."""
+    settings = decision.get("settings")
+    if decision.get("action") != "retry" or payload.get("kind") != "budget":
+        raise BadDecision(f"raising a budget is an answer to a budget stop, not to {where(payload)}")
+    if not isinstance(settings, dict) or not settings:
+        raise BadDecision(f"say which budget to raise and to what: {RAISE_OPTION}")
+    usage = payload.get("budget") if isinstance(payload.get("budget"), dict) else {}
+    out: dict[str, float | int] = {}
+    for key, val in settings.items():
+        which = next((w for w, k in BUDGETS.items() if k == key), None)
+        if which is None:
+            raise BadDecision(f"unknown budget {key!r}: raise one of {', '.join(BUDGETS)}")
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not val > 0:
+            raise BadDecision(f"the {which} budget must be a positive number, not {val!r}")
+        if which == "tokens" and float(val) != int(val):
+            raise BadDecision(f"the tokens budget is a whole number, not {val!r}")
+        used = (usage.get(which) or {}).get("used")
+        exceeded = payload.get("exceeded") if isinstance(payload.get("exceeded"), dict) else {}
+        if exceeded.get("which") == which and isinstance(exceeded.get("used"), (int, float)):
+            need = exceeded["used"] + (exceeded.get("estimate") or 0)  # what stopped it: used + the next call
+            if val < need:
+                raise BadDecision(f"{_n(val)} {which} would stop the run again: {_n(exceeded['used'])} are used and "
+                                  f"the next call may take up to {_n(exceeded.get('estimate') or 0)}; raise it to at "
+                                  f"least {_n(need)} (suggested: {_n(exceeded.get('suggested', need))})")
+        elif isinstance(used, (int, float)) and val <= used:
+            raise BadDecision(f"{_n(val)} {which} would stop the run again: {_n(used)} are used already; "
+                              f"raise it above that")
+        out[key] = int(val) if which == "tokens" else float(val)
+    return out
+
+
+def _n(x: Any) -> str:
+    """A number as a person writes it: 5000000, 2.5 (never 5e+06)."""
+    return str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else f"{x:.6g}" \
+        if isinstance(x, float) else str(x)
 
 
 def _answers(phase: Any) -> tuple[str, ...]:
@@ -90,8 +179,13 @@ def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
     """What the person is shown (the interrupt's value), or None when this checkpoint does not stop."""
     stop = state.get("stop")
     if stop:
-        return {"kind": stop["kind"], "phase": stop["phase"], "message": stop["message"],
-                "options": ["retry", "back <phase>", "feedback <text>"]}
+        out = {"kind": stop["kind"], "phase": stop["phase"], "message": stop["message"],
+               "options": stop_options(stop["kind"])}
+        if stop["kind"] == "budget":
+            out["budget"] = budget_usage(ctx)
+            if stop.get("exceeded"):  # which limit, used, limit, estimate, suggested: see agentlab/llm/budget.py
+                out["exceeded"] = stop["exceeded"]
+        return out
     phase = state.get("phase", "")
     stage = stage_in_progress(state, phase)
     if stage:
@@ -110,6 +204,22 @@ def checkpoint_payload(state: ResearchState, ctx: RunContext) -> dict | None:
     if stage:
         out["stage"] = stage
     return out
+
+
+def budget_usage(ctx: Any) -> dict:
+    """Each budget's use and limit now (what a budget stop shows): {"tokens": {"used": .., "limit": ..}, ...}."""
+    llm = getattr(ctx, "llm", None)
+    budget = getattr(llm, "budget", None)
+    settings = getattr(ctx, "settings", None)
+    try:
+        totals = llm.ledger.totals() if llm is not None else {}
+    except (OSError, ValueError, AttributeError):
+        totals = {}
+    minutes = budget.minutes_used() if budget is not None else None
+    used = {"tokens": totals.get("tokens"), "cost": totals.get("cost"),
+            "minutes": round(minutes, 2) if minutes is not None else None}
+    return {which: {"used": used[which], "limit": getattr(budget if budget is not None else settings, key, None)}
+            for which, key in BUDGETS.items()}
 
 
 def stage_in_progress(state: ResearchState, phase: str) -> str | None:
@@ -165,6 +275,10 @@ def apply_decision(state: ResearchState, decision: dict, stopped: bool) -> Comma
             feedback[target] = feedback.get(target, []) + [decision["text"]]
         update["feedback"] = feedback
         return Command(goto=target, update=update)
+    if a == "feedback" and not stopped and phase in REDO_WITH_FEEDBACK:  # re-plan with it; the checkpoint asks again
+        feedback[phase] = feedback.get(phase, []) + [decision["text"]]
+        update["feedback"] = feedback
+        return Command(goto=phase, update=update)
     nxt = phase if stopped or stage_in_progress(state, phase) else spec.next_phase(phase)
     if nxt == spec.END:
         revise = spec.spec(phase).revise

@@ -78,7 +78,8 @@ def _stop(name: str, exc: Exception, kind: str, message: str, keep: dict | None 
     """The stop record that parks the run at the checkpoint (one shape for every kind of stop); `keep` is
     state the phase made before it stopped and must not lose (an experiment stage's nodes so far)."""
     return Command(goto=spec.CHECKPOINT, update={**(keep or {}), "stop": {
-        "kind": kind, "phase": name, "message": message, "error_type": type(exc).__name__}})
+        "kind": kind, "phase": name, "message": message, "error_type": type(exc).__name__,
+        **({"exceeded": exc.payload} if kind == "budget" and isinstance(getattr(exc, "payload", None), dict) else {})}})
 
 
 def memo_prefix(name: str, visit: int) -> str:

@@ -19,6 +19,7 @@ import git
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from agentlab.report import integrity
 from agentlab.report.reviewer import load_reviews
@@ -103,6 +104,37 @@ def load_trace(run: RunDir, rev: int | None = None) -> list[dict]:
     return json.loads(files[-1].read_text()) if files else []
 
 
+def trace_note(run: RunDir, rev: int | None = None) -> str:
+    """What is true when there is no traceability row to show: no report yet, or a report with no rendered number."""
+    files = sorted(report_dir(run).glob("trace-rev-*.json"))
+    if rev is not None:
+        files = [p for p in files if p.stem == f"trace-rev-{rev}"]
+    if not files:
+        return "no report yet: nothing to trace" if rev is None else f"no report revision {rev}: nothing to trace"
+    n = rev if rev is not None else max(int(p.stem.rsplit("-", 1)[1]) for p in files)
+    return f"the report (revision {n}) has no rendered numbers: nothing to trace"
+
+
+def report_problems(run: RunDir) -> tuple[int | None, list[str]]:
+    """(the latest revision, the problems its writing met: tables or figures dropped, captions replaced, sentences
+    removed, ...); (None, []) before the first report. Read from report/sections.json."""
+    try:
+        data = json.loads((report_dir(run) / "sections.json").read_text())
+    except (OSError, ValueError):
+        return None, []
+    return data.get("revision"), [str(p) for p in data.get("problems") or []]
+
+
+def problems_list(run: RunDir, console: Console | None = None) -> list[str]:
+    """Print the latest revision's report problems (each one, not only their count); returns them."""
+    rev, problems = report_problems(run)
+    if console is not None and rev is not None:
+        console.print(f"[b]Report problems (revision {rev}):[/b] {len(problems) or 'none'}")
+        for p in problems:
+            console.print(Text(f"  - {p}"), soft_wrap=False)
+    return problems
+
+
 def trace_table(run: RunDir, console: Console | None = None, rev: int | None = None) -> Table:
     """Every number in the report with its source (untraced ones first, in red)."""
     rows = load_trace(run, rev)
@@ -114,7 +146,7 @@ def trace_table(run: RunDir, console: Console | None = None, rev: int | None = N
         status = "[green]ok[/green]" if r["status"] == "ok" else f"[red]{r['status']} (not in the PDF)[/red]"
         table.add_row(r["number"], r.get("section", ""), r.get("source") or r.get("context", ""), status)
     if console is not None:
-        console.print(table if rows else "no traceability table yet")
+        console.print(table if rows else trace_note(run, rev))
     return table
 
 

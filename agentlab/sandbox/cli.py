@@ -25,7 +25,9 @@ from agentlab.sandbox.base import (
 )
 from agentlab.sandbox.safe_files import UntrustedFileError, read_json
 
-sandbox_app = typer.Typer(help="Run scripts in the experiment sandbox; check which backends work here.",
+sandbox_app = typer.Typer(help="Run scripts in the experiment sandbox; check which backends work here.\n\n"
+                               f"Backends (the registry's, plugins included): {', '.join(backend_names())}; "
+                               "auto picks the first isolated one that works here.",
                           no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -81,7 +83,11 @@ def run_cmd(
               labels={"agentlab.node": "manual"})  # fmt: skip
     console.print(f"running {file} in [bold]{sb.name}[/] (wall {limits.wall_seconds:g}s, memory {limits.memory_mb} MB) "
                   f"in {wd}", highlight=False)  # fmt: skip
-    res = sb.run(job)
+    try:
+        res = sb.run(job)
+    except SandboxUnavailable as exc:  # the backend itself failed (docker daemon, image, runtime): cause and fix
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2)
     if res.stdout_tail:
         console.rule("stdout (tail)")
         console.out(_plain(res.stdout_tail.rstrip("\n")), highlight=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentlab.sandbox import hostuser, seccomp
-from agentlab.sandbox.base import Job, JobResult, Sandbox, inputs_of, tail
+from agentlab.sandbox.base import Job, JobResult, Sandbox, SandboxUnavailable, inputs_of, tail
 from agentlab.sandbox.bwrap import CODE_DIR, JOB_DIR, caps_for, project_package_dir, small_tmpfs_mb, supervisor_argv
 from agentlab.sandbox.limits import cpu_limit
 from agentlab.sandbox.supervise import HOST_GRACE_SECONDS, end_reason, follow_supervisor
@@ -27,6 +27,49 @@ FIX_DAEMON = (
     "install and start a docker engine: `sudo apt-get install -y docker.io && sudo dockerd &` "
     "(CI: `sudo bash sandbox/ci-setup-docker.sh`), and make sure this user may use /var/run/docker.sock"
 )
+FIX_IMAGE = (
+    "`docker build -f sandbox/Dockerfile.cpu -t agentlab-sandbox:cpu .` (needs registry access) or, offline, "
+    "`sandbox/build-offline-image.sh` (builds agentlab-sandbox:test from this host's python and venv)"
+)
+#: paths the container mounts a fresh tmpfs (or the project) over: an image must not need anything under them
+HIDDEN = ("/tmp", "/job", "/dev/shm", "/opt/agentlab/")
+
+
+def hidden_path_entries(image_env: list[str] | None) -> list[str]:
+    """The PATH entries of an image's environment that the sandbox hides (e.g. a venv built under /tmp)."""
+    path = next((e.split("=", 1)[1] for e in image_env or () if e.startswith("PATH=")), "")
+    return [d for d in path.split(":") if d and any(d == h.rstrip("/") or d.startswith(h.rstrip("/") + "/")
+                                                     for h in HIDDEN)]
+
+
+def explain(exc: BaseException, image: str, memory_mb: int | None = None) -> SandboxUnavailable:
+    """A docker SDK / API failure as a SandboxUnavailable that names the cause and the fix (never a traceback)."""
+    from docker import errors
+
+    text = str(getattr(exc, "explanation", None) or exc)
+    low = text.lower()
+    if isinstance(exc, errors.ImageNotFound) or ("no such image" in low and image in text):
+        return SandboxUnavailable(f"the docker sandbox image {image} does not exist; fix: {FIX_IMAGE}")
+    if "executable file not found" in low or "no such file or directory: unknown" in low:
+        return SandboxUnavailable(
+            f"the docker sandbox image {image} cannot start python ({text[:200]}): it was built from a venv the "
+            "sandbox hides (e.g. one under /tmp, covered by the container's private /tmp) or it is not a sandbox "
+            f"image; fix: rebuild it with `sandbox/build-offline-image.sh {image}` (it copies the venv to "
+            "/opt/agentlab-venv inside the image) or `docker build -f sandbox/Dockerfile.cpu`")
+    if re.search(r"minimum memory limit|\boom\b|out of memory|cannot allocate memory", low):
+        return SandboxUnavailable(
+            f"docker could not start the container for lack of memory ({text[:200]}); fix: give the job a memory "
+            f"limit it can start with (now {memory_mb} MB: `--memory MB` / attempt_memory_mb) and check the host's "
+            "free memory")
+    if "could not select device driver" in low or "nvidia-container" in low:
+        return SandboxUnavailable(
+            f"docker cannot give the container a GPU ({text[:200]}); fix: install the NVIDIA container toolkit "
+            "(`nvidia-ctk runtime configure --runtime=docker` and restart dockerd), or run with --gpus 0")
+    if not isinstance(exc, errors.APIError) or "connection" in low or "docker.sock" in low:
+        return SandboxUnavailable(f"cannot reach the docker daemon ({type(exc).__name__}: {text[:200]}); "
+                                  f"fix: {FIX_DAEMON}")
+    return SandboxUnavailable(f"the docker daemon refused the sandbox container ({exc.__class__.__name__}: "
+                              f"{text[:300]}); fix: see `agentlab sandbox check` and the daemon's log")
 
 
 def gpu_vendor() -> str:
@@ -58,7 +101,21 @@ class DockerSandbox(Sandbox):
     isolated = True
 
     def __init__(self) -> None:
-        self.client = _client()
+        try:
+            self.client = _client()
+        except Exception as exc:  # noqa: BLE001 - the daemon went away since check()
+            raise explain(exc, ", ".join(image_candidates())) from None
+
+    def run(self, job: Job) -> JobResult:
+        """As Sandbox.run; a failure of docker itself (daemon, image, runtime) becomes a SandboxUnavailable that
+        names the cause and the fix, so the run stops resumably instead of blaming the job."""
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            return super().run(job)
+        except (DockerException, RequestException) as exc:
+            raise explain(exc, self._image(job.limits.gpus), job.limits.memory_mb) from None
 
     @classmethod
     def check(cls) -> tuple[bool, str]:
@@ -74,15 +131,16 @@ class DockerSandbox(Sandbox):
         images = image_candidates()
         for img in images:
             try:
-                client.images.get(img)
-                return True, f"docker works (server {client.version().get('Version', '?')}), image {img}"
+                found = client.images.get(img)
             except Exception:  # noqa: BLE001
                 continue
-        return False, (
-            f"docker works but no sandbox image ({', '.join(images)}) exists; fix: "
-            "`docker build -f sandbox/Dockerfile.cpu -t agentlab-sandbox:cpu .` (needs registry access) or, offline, "
-            "`sandbox/build-offline-image.sh` (builds agentlab-sandbox:test from this host's python and venv)"
-        )
+            hidden = hidden_path_entries((found.attrs.get("Config") or {}).get("Env"))
+            if hidden:
+                return False, (f"the sandbox image {img} runs python from {', '.join(hidden)}, which the sandbox "
+                               f"hides (its /tmp is a private tmpfs); fix: rebuild it with "
+                               f"`sandbox/build-offline-image.sh {img}` (the venv goes to /opt/agentlab-venv)")
+            return True, f"docker works (server {client.version().get('Version', '?')}), image {img}"
+        return False, f"docker works but no sandbox image ({', '.join(images)}) exists; fix: {FIX_IMAGE}"
 
     # ---- container life cycle ----------------------------------------------------------------
     def _image(self, gpus: int) -> str:
@@ -156,7 +214,14 @@ class DockerSandbox(Sandbox):
             log_config=LogConfig(type="json-file", config={"max-size": str(log_cap), "max-file": "1"}),
             stdin_open=False, tty=False, detach=True, **kw,
         )  # fmt: skip
-        container.start()
+        try:
+            container.start()
+        except Exception:
+            try:  # a container that cannot start must not be "reattached" later
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - the start error is the one to report
+                pass
+            raise
         return container
 
     def _find(self, job: Job) -> list[Any]:

@@ -209,8 +209,8 @@ def test_native_transient_errors_are_retried_and_final_ones_are_not(registered, 
 
 def test_budget_applies_above_the_seam(registered, api):
     api.replies = ["one two three four five six"]
-    llm = LLM(settings(api), Ledger(None), Budget(max_tokens=5))
-    assert llm.text(MSG, phase="plan") == "one two three four five six"
+    llm = LLM(settings(api), Ledger(None), Budget(max_tokens=30))  # a call may use ~16 prompt + 10 reply
+    assert llm.text(MSG, phase="plan", max_tokens=10) == "one two three four five six"
     with pytest.raises(BudgetExceeded):
-        llm.text(MSG, phase="plan")
+        llm.text(MSG, phase="plan", max_tokens=10)
     assert len(api.requests) == 1

@@ -69,6 +69,13 @@ def test_truncated_output_is_reasked_and_bounded(llm_server):
     assert len(llm_server.requests) == 3
 
 
+def test_a_cut_off_reply_that_still_validates_is_used_only_on_the_last_try(llm_server):
+    llm_server.on("Finding", Reply(content='{"value": 2, "claim": "ppl rises at eight', finish_reason="length"))
+    llm = make(llm_server, max_repairs=2)
+    got = llm.structured(MSG, Finding, phase="plan")
+    assert got.value == 2 and got.claim.startswith("ppl rises") and len(llm_server.requests) == 3
+
+
 def test_retries_with_backoff_on_429_and_5xx(llm_server, tmp_path):
     llm_server.on("text", Reply(status=429), Reply(status=503), "hello")
     llm = make(llm_server, tmp_path)
@@ -115,10 +122,10 @@ def test_ledger_matches_server_usage_and_prices(llm_server, tmp_path):
 def test_token_budget_stops_before_the_next_call(llm_server, tmp_path):
     llm_server.on("text", "a b c d e f g h")
     s = Settings(base_url=llm_server.base_url, model="scripted-model", backoff_base=0.01)
-    llm = LLM(s, Ledger(tmp_path / "l.jsonl"), Budget(max_tokens=5))
-    llm.text(MSG, phase="plan")
+    llm = LLM(s, Ledger(tmp_path / "l.jsonl"), Budget(max_tokens=25))  # a call may use ~9 prompt + 10 reply
+    llm.text(MSG, phase="plan", max_tokens=10)
     with pytest.raises(BudgetExceeded, match="tokens budget exhausted.*--max-tokens"):
-        llm.text(MSG, phase="plan")
+        llm.text(MSG, phase="plan", max_tokens=10)
     assert len(llm_server.requests) == 1
 
 

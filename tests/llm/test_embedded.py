@@ -58,16 +58,13 @@ def client(server):
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(server):
+    """The HF tokenizer saved beside the ONNX model: an independent count of the prompt's tokens."""
     from transformers import AutoTokenizer
 
-    from agentlab.llm.embedded_server import cache_dir
+    from agentlab.llm.embedded_convert import cache_key, cache_root
 
-    gguf = locate_gguf()
-    cached = cache_dir(gguf)
-    if cached is not None and (cached / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(str(cached))
-    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(str(cache_root() / cache_key(locate_gguf())))
 
 
 @pytest.mark.model
@@ -121,8 +118,10 @@ def test_json_schema_is_constrained(client):
         max_tokens=90, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": schema, "strict": True}})
     plan = Plan.model_validate_json(resp.choices[0].message.content)
-    assert 1 <= len(plan.steps) <= 3
-    assert set(json.loads(resp.choices[0].message.content)) == set(schema["properties"])
+    assert len(plan.steps) <= 3
+    keys = set(json.loads(resp.choices[0].message.content))
+    assert set(schema["required"]) <= keys <= set(schema["properties"])  # strict: no extra keys
+    assert resp.choices[0].finish_reason == "stop"
 
 
 @pytest.mark.model
@@ -130,14 +129,17 @@ def test_json_schema_is_constrained(client):
 def test_sdk_parse_and_budget_exhaustion(client):
     parsed = client.chat.completions.parse(
         model=MODEL_ID, messages=[{"role": "user", "content": "Plan a pruning study."}], response_format=Plan,
-        max_tokens=120, temperature=0)
+        max_tokens=1024, temperature=0)  # 64 tokens per string at most: the JSON always closes
     assert isinstance(parsed.choices[0].message.parsed, Plan)
-    # a budget far too small still yields schema-valid JSON, flagged as truncated
+    # a budget far too small: the JSON is cut off and flagged as truncated (the LLM layer re-asks)
     tiny = client.chat.completions.create(
         model=MODEL_ID, messages=CAPITAL, max_tokens=3, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": Plan.model_json_schema()}})
-    Plan.model_validate_json(tiny.choices[0].message.content)
-    assert tiny.choices[0].finish_reason == "length"
+    assert tiny.choices[0].finish_reason == "length" and tiny.usage.completion_tokens == 3
+    assert tiny.choices[0].message.content.startswith("{")
+    with pytest.raises(openai.LengthFinishReasonError):
+        client.chat.completions.parse(model=MODEL_ID, messages=CAPITAL, response_format=Plan, max_tokens=3,
+                                      temperature=0)
 
 
 @pytest.mark.model
@@ -147,6 +149,19 @@ def test_json_object_mode(client):
         model=MODEL_ID, messages=[{"role": "user", "content": "Describe Paris as a JSON object."}],
         max_tokens=60, temperature=0, response_format={"type": "json_object"})
     assert isinstance(json.loads(resp.choices[0].message.content), dict)
+    assert resp.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_schema_guidance_cannot_compile_is_a_response_format_400(client):
+    """A schema guidance refuses is a 400 naming response_format (the LLM ladder then falls back)."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL_ID, messages=CAPITAL, max_tokens=8,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                "type": "object", "properties": {"a": {"type": "strnig"}}}}})
+    assert err.value.body["param"] == "response_format" and "response_format" in err.value.body["message"]
 
 
 @pytest.mark.model
@@ -159,16 +174,34 @@ def test_bad_requests_get_openai_errors(client):
         client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, response_format={"type": "grammar"})
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL_ID, messages=[])
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, tools=[{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "object"}}}])
+    assert err.value.body["param"] == "tools" and err.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError):
+        client.post("/nope", cast_to=object, body={})
 
 
 @pytest.mark.model
 @pytest.mark.slow
-def test_stream_is_one_chunk_with_usage(client):
+def test_stream_is_token_by_token_with_usage(client):
+    plain = client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, max_tokens=16, temperature=0)
     chunks = list(client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, max_tokens=16, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert "Paris" in text
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert "".join(pieces) == plain.choices[0].message.content and "Paris" in "".join(pieces)
+    assert sum(1 for p in pieces if p) >= 3  # real streaming, not the whole answer in one chunk
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    # a stop string is held back and excluded while streaming too
+    stopped = list(client.chat.completions.create(model=MODEL_ID, messages=CAPITAL, max_tokens=24, temperature=0,
+                                                  stream=True, stop=["Paris"]))
+    assert "Paris" not in "".join(c.choices[0].delta.content or "" for c in stopped if c.choices)
+    # a stream that cannot start is a plain OpenAI error, not an event stream
+    with pytest.raises(openai.BadRequestError):
+        list(client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "word " * 9000}],
+                                            max_tokens=8, stream=True))
 
 
 @pytest.mark.model
@@ -215,6 +248,21 @@ def test_llm_structured_through_the_embedded_backend(server):
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_second_start_reuses_the_converted_model(server):
+    """The module's server converted (or found) the ONNX model; a second server only loads it."""
+    from agentlab.llm.embedded_convert import MARKER, cache_key, cache_root
+
+    folder = cache_root() / cache_key(locate_gguf())
+    marker = (folder / MARKER).stat().st_mtime_ns
+    with EmbeddedServer(threads=1) as again:
+        log = again.log_tail()
+        assert f"from {folder} (cached)" in log and "to int4 ONNX in" not in log
+        assert again.start_seconds < 60
+    assert (folder / MARKER).stat().st_mtime_ns == marker
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_server_process_is_gone_after_exit(server):
     """Runs last among the model tests: it shuts the module's server down (stop() is idempotent)."""
     pid, port = server.pid, server.port
@@ -257,6 +305,43 @@ def test_server_crash_reports_its_output():
     assert srv.proc is None
 
 
+@pytest.mark.model
+@pytest.mark.slow
+def test_killed_conversion_leaves_no_cache(tmp_path):
+    """kill -9 in the middle of a conversion: only a .tmp-* folder is left, never a cache that looks complete."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agentlab.llm.embedded_convert import CACHE_ENV, cache_key
+
+    env = dict(os.environ, **{CACHE_ENV: str(tmp_path)})
+    proc = subprocess.Popen([sys.executable, "-c", "from agentlab.llm.embedded import locate_gguf; "
+                             "from agentlab.llm.embedded_convert import ensure_onnx; ensure_onnx(locate_gguf())"],
+                            env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # well inside the conversion (about a minute)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")] == []
+    assert not (tmp_path / cache_key(locate_gguf())).exists()
+
+
+@pytest.mark.slow
+def test_failed_conversion_is_a_clear_error(tmp_path, monkeypatch):
+    from agentlab.llm.embedded_convert import CACHE_ENV, ConversionError, ensure_onnx
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(ConversionError, match="bad.gguf to int4 ONNX failed.*output ends with"):
+        ensure_onnx(bad)
+    assert list((tmp_path / "cache").iterdir()) == []  # the temporary folder is gone too
+
+
 def test_doctor_check_when_installed():
     ok, found, fix = doctor_check()
     assert ok, fix
@@ -266,3 +351,27 @@ def test_doctor_check_when_installed():
 def test_notice_says_demonstration_not_researcher():
     text = notice_text()
     assert "SmolLM2-135M-Instruct" in text and "NOT a researcher" in text
+
+
+def test_guidance_schema_only_tightens():
+    """What the server hands to guidance: closed objects, non-empty bounded strings, 1..8 items, compact."""
+    from agentlab.llm.embedded_server import guidance_schema
+
+    original = Plan.model_json_schema()
+    g = guidance_schema("json_schema", original, max_new=90)
+    assert original == Plan.model_json_schema()  # the caller's schema is not modified
+    assert g["x-guidance"] == {"whitespace_flexible": False} and g["additionalProperties"] is False
+    assert g["$defs"]["Step"]["additionalProperties"] is False
+    title = g["properties"]["title"]
+    assert title["minLength"] == 1 and title["maxLength"] == 4 * 18  # 90 tokens / (4 strings + 1)
+    assert g["properties"]["steps"]["maxItems"] == 3 and g["properties"]["steps"]["minItems"] == 1
+    assert "minLength" not in g["$defs"]["Kind"]  # enums are left alone
+    own = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "minLength": 0,
+                                                                         "maxLength": 500}}},
+           "additionalProperties": True, "x-guidance": {"whitespace_flexible": True}}
+    g = guidance_schema("json_schema", own)
+    assert g["additionalProperties"] is True and g["x-guidance"] == {"whitespace_flexible": True}
+    assert g["properties"]["a"]["items"] == {"type": "string", "minLength": 0, "maxLength": 500}
+    assert guidance_schema("json_object", None)["type"] == "object"
+    enum_list = {"type": "array", "items": {"enum": ["a", "b"], "type": "string"}, "minItems": 1, "maxItems": 6}
+    assert guidance_schema("json_schema", enum_list)["maxItems"] == 2  # more would repeat a value
