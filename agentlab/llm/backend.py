@@ -53,7 +53,8 @@ class ChatRequest:
     """One chat call.
 
     `format` is "text" (free text), "json_schema" (the backend must constrain the reply to `schema`),
-    "json_object" (any JSON object; the schema is already described in the messages) or "prompt" (no
+    "json_object" (any JSON object; the schema is described in the messages, and `schema` is sent too:
+    llama-cpp-python constrains the reply to it, other servers ignore it) or "prompt" (no
     native support asked: the JSON request is in the messages; the backend sends plain text).
     """
 

@@ -213,7 +213,7 @@ class LLM:
                 msgs.append({"role": "user", "content": render_text("json_instruction",
                                                                     schema=schema_for_prompt(schema))})
             req = self._request(msgs + turns, phase, max_tokens, mode,
-                                schema.model_json_schema() if mode == "json_schema" else None, schema.__name__)
+                                schema.model_json_schema() if mode != "prompt" else None, schema.__name__)
             try:
                 return self._call(req, phase, purpose), mode
             except CapabilityMissing as exc:

@@ -91,8 +91,8 @@ class OpenAIBackend:
         if request.format == "json_schema":
             return {"type": "json_schema", "json_schema": {"name": request.schema_name or "reply",
                                                            "schema": request.schema or {}, "strict": False}}
-        if request.format == "json_object":
-            return {"type": "json_object"}
+        if request.format == "json_object":  # llama-cpp-python constrains to `schema` here; others ignore it
+            return {"type": "json_object", **({"schema": request.schema} if request.schema else {})}
         return None
 
     # ---- errors ---------------------------------------------------------------------------------

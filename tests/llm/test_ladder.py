@@ -38,6 +38,7 @@ def test_llama_cpp_500_on_json_schema_falls_back_to_json_object_and_is_remembere
         assert [r["status"] for r in srv.requests] == [500, 200]
         assert formats(srv) == ["json_schema", "json_object"]
         assert "validate against this JSON schema" in srv.requests[1]["messages"][-1]["content"]
+        assert set(srv.requests[1]["response_format"]["schema"]["properties"]) == {"claim", "value"}  # llama.cpp's form
         rows = llm.ledger.entries()
         assert [r["ok"] for r in rows] == [False, True] and "capability missing (json_schema)" in rows[0]["error"]
         # the second call goes straight to the mode that worked: no second 500, no retry of the 500
