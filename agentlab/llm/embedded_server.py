@@ -43,7 +43,8 @@ def guidance_schema(mode: str, schema: dict | None, max_new: int = DEFAULT_MAX_N
     """The JSON schema handed to guidance: the caller's, tightened so a 135M model's JSON stays usable.
 
     Every tightening only removes values the original schema allows, so the output still validates
-    against it: objects with `properties` are closed (OpenAI strict), strings are non-empty and, without
+    against it: objects with `properties` are closed (OpenAI strict), strings are non-empty, free of control
+    characters but tab and newlines and, without
     their own `maxLength`, bounded by a share of the token budget, arrays hold 1..8 items unless the
     schema says otherwise (an array of enum values at most one item per value), no free whitespace."""
     if mode == "json_object" or not schema:
@@ -57,6 +58,9 @@ def guidance_schema(mode: str, schema: dict | None, max_new: int = DEFAULT_MAX_N
 
 
 STRING_CHARS_PER_TOKEN = 4
+#: no control characters but tab and newlines: once a 135M model writes an escaped one (`\u001b`) into a
+#: string, greedy decoding falls into letter soup for the rest of it (seen in every report section)
+NO_CONTROL = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f]*$"
 ARRAY_MAX_ITEMS = 8
 _LITERAL_KEYS = ("enum", "const", "default", "examples")
 
@@ -81,6 +85,7 @@ def _tighten(node: Any, max_chars: int) -> Any:
     if node.get("type") == "string" and free:
         node.setdefault("minLength", 1)
         node.setdefault("maxLength", max(max_chars, node["minLength"]))
+        node.setdefault("pattern", NO_CONTROL)
     if node.get("type") == "array" and node.get("maxItems") != 0:
         node.setdefault("minItems", 1)
         node.setdefault("maxItems", max(ARRAY_MAX_ITEMS, node["minItems"]))

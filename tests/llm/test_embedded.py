@@ -355,7 +355,9 @@ def test_notice_says_demonstration_not_researcher():
 
 def test_guidance_schema_only_tightens():
     """What the server hands to guidance: closed objects, non-empty bounded strings, 1..8 items, compact."""
-    from agentlab.llm.embedded_server import guidance_schema
+    import re
+
+    from agentlab.llm.embedded_server import NO_CONTROL, guidance_schema
 
     original = Plan.model_json_schema()
     g = guidance_schema("json_schema", original, max_new=90)
@@ -364,6 +366,8 @@ def test_guidance_schema_only_tightens():
     assert g["$defs"]["Step"]["additionalProperties"] is False
     title = g["properties"]["title"]
     assert title["minLength"] == 1 and title["maxLength"] == 4 * 18  # 90 tokens / (4 strings + 1)
+    assert title["pattern"] == NO_CONTROL and re.fullmatch(NO_CONTROL[1:-1], "a\tb\n") and not re.fullmatch(
+        NO_CONTROL[1:-1], "a\x1bzhurr")  # an escaped control character derails the model
     assert g["properties"]["steps"]["maxItems"] == 3 and g["properties"]["steps"]["minItems"] == 1
     assert "minLength" not in g["$defs"]["Kind"]  # enums are left alone
     own = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "minLength": 0,
@@ -371,7 +375,7 @@ def test_guidance_schema_only_tightens():
            "additionalProperties": True, "x-guidance": {"whitespace_flexible": True}}
     g = guidance_schema("json_schema", own)
     assert g["additionalProperties"] is True and g["x-guidance"] == {"whitespace_flexible": True}
-    assert g["properties"]["a"]["items"] == {"type": "string", "minLength": 0, "maxLength": 500}
+    assert g["properties"]["a"]["items"] == {"type": "string", "minLength": 0, "maxLength": 500, "pattern": NO_CONTROL}
     assert guidance_schema("json_object", None)["type"] == "object"
     enum_list = {"type": "array", "items": {"enum": ["a", "b"], "type": "string"}, "minItems": 1, "maxItems": 6}
     assert guidance_schema("json_schema", enum_list)["maxItems"] == 2  # more would repeat a value
