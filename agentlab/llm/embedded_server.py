@@ -58,9 +58,9 @@ def guidance_schema(mode: str, schema: dict | None, max_new: int = DEFAULT_MAX_N
 
 
 STRING_CHARS_PER_TOKEN = 4
-#: no control characters but tab and newlines: once a 135M model writes an escaped one (`\u001b`) into a
+#: no control characters (C0, DEL, C1) but tab and newline: once a 135M model writes an escaped one (`\u001b`) into a
 #: string, greedy decoding falls into letter soup for the rest of it (seen in every report section)
-NO_CONTROL = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f]*$"
+NO_CONTROL = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
 ARRAY_MAX_ITEMS = 8
 _LITERAL_KEYS = ("enum", "const", "default", "examples")
 

@@ -366,8 +366,8 @@ def test_guidance_schema_only_tightens():
     assert g["$defs"]["Step"]["additionalProperties"] is False
     title = g["properties"]["title"]
     assert title["minLength"] == 1 and title["maxLength"] == 4 * 18  # 90 tokens / (4 strings + 1)
-    assert title["pattern"] == NO_CONTROL and re.fullmatch(NO_CONTROL[1:-1], "a\tb\n") and not re.fullmatch(
-        NO_CONTROL[1:-1], "a\x1bzhurr")  # an escaped control character derails the model
+    assert title["pattern"] == NO_CONTROL and re.fullmatch(NO_CONTROL[1:-1], "a\tb\n\\cite") and not re.fullmatch(
+        NO_CONTROL[1:-1], "a\x1bzhurr") and not re.fullmatch(NO_CONTROL[1:-1], "\x7fff")  # escapes derail the model
     assert g["properties"]["steps"]["maxItems"] == 3 and g["properties"]["steps"]["minItems"] == 1
     assert "minLength" not in g["$defs"]["Kind"]  # enums are left alone
     own = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "minLength": 0,
