@@ -125,6 +125,11 @@ def budget_flag(state: RunState) -> tuple[str, str]:
     """For a budget stop: (the resume flag, a new limit to suggest: twice what is used); ('', '') otherwise."""
     if state.kind != "budget":
         return "", ""
+    ex = (state.waiting or {}).get("exceeded")
+    if isinstance(ex, dict) and ex.get("flag") in ("--max-tokens", "--max-cost", "--max-minutes") and \
+            isinstance(ex.get("suggested"), (int, float)):  # the stop's own payload: what the next call needs
+        v = ex["suggested"]
+        return ex["flag"], str(v) if isinstance(v, int) else f"{v:.10g}"
     said = re.search(r"`agentlab resume \S+ (--max-(?:tokens|cost|minutes)) ([\d.]+)`", state.message)
     if said:  # the stop's own suggestion (it knows what the next call needs)
         return said.group(1), said.group(2)
